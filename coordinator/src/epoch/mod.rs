@@ -1,0 +1,408 @@
+//! Closing an epoch (SPEC 5): read the previous state and this epoch's
+//! submissions, compute, build the ledger tables, and commit them exactly once.
+
+pub mod build;
+pub mod previous;
+pub mod rows;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use arrow::array::RecordBatch;
+use faceblock_schemas::{NetworkFile, Store};
+use tracing::info;
+
+use crate::ingest::{self, InputObject, Rejection, Source};
+use crate::ledger::commit::Claim;
+use crate::ledger::Ledger;
+use crate::math;
+use crate::reason::Reason;
+use crate::registry::{Peer, Registry};
+use crate::timing::Phases;
+use crate::{Error, Result};
+use build::*;
+
+/// The software version recorded with every epoch.
+pub const VERSION: &str = concat!("faceblock ", env!("CARGO_PKG_VERSION"));
+
+/// A computed but not yet committed epoch.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The `epochs` row.
+    pub row: EpochRow,
+    /// Every other table's batches, in commit order.
+    pub tables: Vec<(&'static str, Vec<RecordBatch>)>,
+    /// The epoch digest.
+    pub digest: String,
+    /// Inputs read, for naming changed objects in `verify`.
+    pub inputs: Vec<InputObject>,
+    /// Time per phase.
+    pub phases: Phases,
+}
+
+/// Recorded inputs (object → sha256) to restrict a recomputation to.
+pub type Recorded = HashMap<String, String>;
+
+/// Computes epoch `epoch` from the ledger at `epoch − 1` and the store's submissions.
+pub async fn prepare(
+    store: &Store,
+    net: &NetworkFile,
+    ledger: &Ledger,
+    epoch: u64,
+    threads: usize,
+    only: Option<&Recorded>,
+) -> Result<Prepared> {
+    let t = Instant::now();
+    let prev = previous::load(net, ledger, epoch, threads).await?;
+    let load_previous = t.elapsed();
+
+    // Join requests: next free uids in ascending order of public key bytes.
+    let old = Registry::new(prev.peers.clone());
+    let (requests, mut rejections, mut inputs) =
+        ingest::read_join_requests(store, net, &old, only).await?;
+    let mut peers = prev.peers.clone();
+    let mut new_peers: Vec<Peer> = if epoch == 0 { prev.peers.clone() } else { vec![] };
+    let mut next = old.next_uid();
+    for r in requests {
+        let p = Peer {
+            uid: next,
+            public_key: r.public_key,
+            modality: r.modality,
+            registered_epoch: epoch,
+        };
+        next = next
+            .checked_add(1)
+            .ok_or_else(|| Error::Epoch("uid space exhausted".into()))?;
+        peers.push(p.clone());
+        new_peers.push(p);
+    }
+    let registry = Registry::new(peers);
+    new_peers.sort_by_key(|p| p.uid);
+
+    let (mut got, mut phases) =
+        ingest::read_weights(store, net, &registry, epoch, prev.k, only).await?;
+    phases.load_previous = load_previous;
+    // Fisher-sourced rows need φ scores; until a peer has them its row is rejected.
+    let mut accepted = Vec::with_capacity(got.rows.len());
+    for r in got.rows.drain(..) {
+        if r.source == Source::Fisher {
+            let uid = registry.peers()[r.src as usize].uid;
+            got.rejections.push(Rejection {
+                uid: Some(uid),
+                object: faceblock_schemas::layout::weights(epoch, uid),
+                reason: Reason::NoFisherScores,
+                detail: "no Fisher scores were measured for this peer in this epoch".into(),
+            });
+        } else {
+            accepted.push(r);
+        }
+    }
+    let rows_rejected = got.rejections.len() as u64;
+    rejections.append(&mut got.rejections);
+    rejections.sort_by(|a, b| a.object.cmp(&b.object));
+    inputs.append(&mut got.inputs);
+    inputs.sort_by(|a, b| a.object.cmp(&b.object));
+
+    let t = Instant::now();
+    let force = rows::in_force(
+        &registry,
+        epoch,
+        net.params.weights_ttl,
+        prev.weights,
+        &prev.weights_epoch,
+        &accepted,
+    )?;
+    let stake: Vec<u64> = registry
+        .peers()
+        .iter()
+        .map(|p| prev.stake.get(&p.uid).copied().unwrap_or(0))
+        .collect();
+    let total_before: u128 = stake.iter().map(|s| *s as u128).sum();
+    if total_before + net.params.emission_per_epoch as u128 > i64::MAX as u128 {
+        return Err(Error::Epoch(format!(
+            "epoch {epoch}: total stake {total_before} plus emission would pass 2^63-1, the ledger's limit"
+        )));
+    }
+    let bonds = {
+        let (h, p, b) = rows::sort_triples(
+            prev.bonds.0.iter().map(|u| registry.index(*u).unwrap_or(u32::MAX)).collect(),
+            prev.bonds.1.iter().map(|u| registry.index(*u).unwrap_or(u32::MAX)).collect(),
+            prev.bonds.2,
+        );
+        if h.iter().chain(&p).any(|i| *i == u32::MAX) {
+            return Err(Error::Corrupt("a bond names an unregistered uid".into()));
+        }
+        math::Bonds {
+            holder: h,
+            peer: p,
+            bond: b,
+        }
+    };
+    let out = math::compute(
+        &math::Input {
+            params: &net.params,
+            k: prev.k,
+            stake: &stake,
+            edges: &force.edges,
+            bonds: &bonds,
+        },
+        threads,
+    );
+    phases.arithmetic = t.elapsed();
+
+    let t = Instant::now();
+    let uids: Vec<i64> = registry.peers().iter().map(|p| p.uid as i64).collect();
+    let uid_of = |i: &u32| uids[*i as usize];
+    let n = registry.len();
+    let mut tables: Vec<(&'static str, Vec<RecordBatch>)> = Vec::new();
+    tables.push((
+        "registry",
+        chunked(
+            "registry",
+            vec![
+                epoch_col(epoch, new_peers.len()),
+                i64s(new_peers.iter().map(|p| p.uid as i64)),
+                strs(new_peers.iter().map(|p| p.public_key.to_hex())),
+                strs(new_peers.iter().map(|p| p.modality.clone())),
+                i64s(new_peers.iter().map(|p| p.registered_epoch as i64)),
+            ],
+        )?,
+    ));
+    tables.push((
+        "state",
+        chunked(
+            "state",
+            vec![
+                epoch_col(epoch, n),
+                i64s(uids.iter().copied()),
+                i64s(stake.iter().map(|s| *s as i64)),
+                i64s(out.emission.iter().map(|s| *s as i64)),
+                i64s(out.stake_after.iter().map(|s| *s as i64)),
+                f64s(out.stake_share.clone()),
+                f64s(out.rank.clone()),
+                f64s(out.trust.clone()),
+                f64s(out.consensus.clone()),
+                f64s(out.incentive.clone()),
+                f64s(out.dividends.clone()),
+                f64s(vec![0.0; n]),
+                opt_f64s(std::iter::repeat_n(None, n)),
+                opt_i64s(force.weights_epoch.iter().map(|e| e.map(|e| e as i64))),
+            ],
+        )?,
+    ));
+    let m = force.edges.len();
+    tables.push((
+        "weights",
+        chunked(
+            "weights",
+            vec![
+                epoch_col(epoch, m),
+                i64s(force.edges.src.iter().map(uid_of)),
+                i64s(force.edges.dst.iter().map(uid_of)),
+                f64s(force.edges.weight.clone()),
+            ],
+        )?,
+    ));
+    let b = out.bonds.len();
+    tables.push((
+        "bonds",
+        chunked(
+            "bonds",
+            vec![
+                epoch_col(epoch, b),
+                i64s(out.bonds.holder.iter().map(uid_of)),
+                i64s(out.bonds.peer.iter().map(uid_of)),
+                f64s(out.bonds.bond.clone()),
+            ],
+        )?,
+    ));
+    tables.push(("fisher", vec![]));
+    tables.push((
+        "rejections",
+        chunked(
+            "rejections",
+            vec![
+                epoch_col(epoch, rejections.len()),
+                opt_i64s(rejections.iter().map(|r| r.uid.map(|u| u as i64))),
+                strs(rejections.iter().map(|r| r.object.clone())),
+                strs(rejections.iter().map(|r| r.reason.code())),
+                strs(rejections.iter().map(|r| r.detail.clone())),
+            ],
+        )?,
+    ));
+    tables.push(("metrics", vec![]));
+    let input_batches = chunked(
+        "inputs",
+        vec![
+            epoch_col(epoch, inputs.len()),
+            strs(inputs.iter().map(|r| r.object.clone())),
+            opt_i64s(inputs.iter().map(|r| r.uid.map(|u| u as i64))),
+            strs(inputs.iter().map(|r| r.kind)),
+            i64s(inputs.iter().map(|r| r.bytes as i64)),
+            strs(inputs.iter().map(|r| r.sha256.clone())),
+        ],
+    )?;
+    let inputs_digest = hex::encode(crate::digest::table_digest("inputs", &input_batches));
+    tables.push(("inputs", input_batches));
+    let row = EpochRow {
+        epoch,
+        n_peers: n as u64,
+        total_stake_before: total_before as u64,
+        emission: out.emission.iter().sum(),
+        loss: out.loss,
+        k: prev.k,
+        k_next: out.k_next,
+        rows_in_force: force.rows as u64,
+        rows_accepted: accepted.len() as u64,
+        rows_rejected,
+        inputs_digest,
+        prev_digest: prev.prev_digest,
+    };
+    let digest = row.digest(&tables);
+    phases.digest = t.elapsed();
+    Ok(Prepared {
+        row,
+        tables,
+        digest,
+        inputs,
+        phases,
+    })
+}
+
+/// Options of `epoch run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The epoch to close; default: the open one.
+    pub epoch: Option<u64>,
+    /// Worker threads and DataFusion partitions.
+    pub partitions: usize,
+}
+
+/// How `epoch run` ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// This run committed the epoch.
+    Committed {
+        /// The `epochs` row.
+        row: EpochRow,
+        /// Its digest.
+        digest: String,
+        /// Where time went.
+        phases: Phases,
+    },
+    /// A crashed run's claim was found and finished.
+    Finished {
+        /// The epoch.
+        epoch: u64,
+        /// Its digest.
+        digest: String,
+    },
+    /// Nothing to do: the epoch was committed before.
+    AlreadyCommitted {
+        /// The epoch.
+        epoch: u64,
+    },
+}
+
+/// The epoch a run would close: one after the last committed.
+pub async fn open_epoch(ledger: &Ledger) -> Result<u64> {
+    Ok(ledger.last_committed().await?.map(|e| e + 1).unwrap_or(0))
+}
+
+/// `faceblock epoch run`.
+pub async fn run(store: &Store, opts: &RunOptions) -> Result<Outcome> {
+    let net = NetworkFile::load(store).await?;
+    let ledger = Ledger::new(store.clone());
+    let open = open_epoch(&ledger).await?;
+    let epoch = match opts.epoch {
+        Some(e) if e < open => {
+            publish(store, &ledger, open - 1).await?;
+            return Ok(Outcome::AlreadyCommitted { epoch: e });
+        }
+        Some(e) if e > open => {
+            return Err(Error::Epoch(format!(
+                "epoch {e} is not open yet: the open epoch is {open}"
+            )))
+        }
+        _ => open,
+    };
+    let span = tracing::info_span!("epoch_run", epoch);
+    let _g = span.enter();
+    if let Some(claim) = ledger.claim(epoch).await? {
+        info!(run = %claim.run, "finishing epoch claimed by an earlier run");
+        ledger.commit_claim(&claim).await?;
+        publish(store, &ledger, epoch).await?;
+        return Ok(Outcome::Finished {
+            epoch,
+            digest: claim.digest,
+        });
+    }
+    let mut p = prepare(store, &net, &ledger, epoch, opts.partitions, None).await?;
+    let t = Instant::now();
+    let now = chrono::Utc::now().timestamp_micros();
+    let mut claim = Claim {
+        epoch,
+        run: uuid::Uuid::new_v4().to_string(),
+        digest: p.digest.clone(),
+        tables: Default::default(),
+    };
+    let epochs_batch = p.row.batch(&p.digest, VERSION, now)?;
+    p.tables.push(("epochs", epochs_batch));
+    for (name, batches) in std::mem::take(&mut p.tables) {
+        let adds = ledger.stage(name, batches).await?;
+        claim.tables.insert(name.to_string(), adds);
+    }
+    ledger.put_claim(&claim).await?;
+    ledger.commit_claim(&claim).await?;
+    publish(store, &ledger, epoch).await?;
+    p.phases.commit = t.elapsed();
+    info!(digest = %p.digest, timings = %p.phases.summary(), "epoch committed");
+    Ok(Outcome::Committed {
+        row: p.row,
+        digest: p.digest,
+        phases: p.phases,
+    })
+}
+
+/// After a commit: rewrite `network/head.json` and the uid markers of peers
+/// that joined in `epoch`, so peers can act without reading the ledger.
+/// Both are derived from the ledger and safe to rewrite.
+pub async fn publish(store: &Store, ledger: &Ledger, epoch: u64) -> Result<()> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
+    use faceblock_schemas::head::{Head, UidMarker};
+    use faceblock_schemas::layout;
+    let ctx = ledger.session(Some(epoch), 1).await?;
+    let rows = Ledger::query(&ctx, &format!("SELECT k_next FROM epochs WHERE epoch = {epoch}")).await?;
+    let k = rows
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .map(|b| b.column(0).as_primitive::<Int64Type>().value(0) as u32)
+        .ok_or_else(|| Error::Corrupt(format!("epochs has no row for committed epoch {epoch}")))?;
+    let head = Head { open_epoch: epoch + 1, k };
+    store
+        .put(layout::HEAD, serde_json::to_vec(&head).expect("head serialises").into())
+        .await?;
+    let joined = Ledger::query(
+        &ctx,
+        &format!("SELECT uid, public_key FROM registry WHERE epoch = {epoch}"),
+    )
+    .await?;
+    let net = NetworkFile::load(store).await?;
+    let genesis: std::collections::HashSet<&str> =
+        net.genesis.peers.iter().map(|p| p.public_key.as_str()).collect();
+    for b in joined {
+        for i in 0..b.num_rows() {
+            let uid = b.column(0).as_primitive::<Int64Type>().value(i) as u32;
+            let pk = b.column(1).as_string::<i32>().value(i);
+            if genesis.contains(pk) {
+                continue;
+            }
+            let m = UidMarker { uid, registered_epoch: epoch };
+            store
+                .put(&layout::uid_marker(pk), serde_json::to_vec(&m).expect("marker serialises").into())
+                .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! Rows in force (SPEC 5.1): an accepted row replaces the peer's previous
+//! one; otherwise the previous row stays (until `weights_ttl` runs out); a
+//! peer with no row has an all-zero row.
+
+use std::collections::HashMap;
+
+use crate::ingest::AcceptedRow;
+use crate::math::Edges;
+use crate::registry::Registry;
+use crate::Result;
+
+/// Rows in force and the epoch each was submitted in, by index.
+#[derive(Debug, Default)]
+pub struct InForce {
+    /// Sorted by (src, dst).
+    pub edges: Edges,
+    /// Epoch of each peer's row, by index (`None`: no row).
+    pub weights_epoch: Vec<Option<u64>>,
+    /// Number of peers with a nonempty row.
+    pub rows: usize,
+}
+
+/// Sorts `(key, value)` columns by key with a permutation; stable and cheap
+/// when the input is already sorted (the usual case: ledger files are written sorted).
+pub fn sort_triples(src: Vec<u32>, dst: Vec<u32>, w: Vec<f64>) -> (Vec<u32>, Vec<u32>, Vec<f64>) {
+    let sorted = src
+        .windows(2)
+        .zip(dst.windows(2))
+        .all(|(s, d)| (s[0], d[0]) <= (s[1], d[1]));
+    if sorted {
+        return (src, dst, w);
+    }
+    let mut perm: Vec<u32> = (0..src.len() as u32).collect();
+    perm.sort_unstable_by_key(|i| ((src[*i as usize] as u64) << 32) | dst[*i as usize] as u64);
+    (
+        perm.iter().map(|i| src[*i as usize]).collect(),
+        perm.iter().map(|i| dst[*i as usize]).collect(),
+        perm.iter().map(|i| w[*i as usize]).collect(),
+    )
+}
+
+/// Merges carried rows (uid space, from the ledger) with this epoch's accepted rows.
+pub fn in_force(
+    registry: &Registry,
+    epoch: u64,
+    ttl: u64,
+    carried: (Vec<u32>, Vec<u32>, Vec<f64>),
+    carried_epoch: &HashMap<u32, u64>,
+    accepted: &[AcceptedRow],
+) -> Result<InForce> {
+    let n = registry.len();
+    // Carried rows into index space, sorted.
+    let (s, d, w) = carried;
+    let map = |u: u32| {
+        registry
+            .index(u)
+            .ok_or_else(|| crate::Error::Corrupt(format!("ledger row names unregistered uid {u}")))
+    };
+    let mut si = Vec::with_capacity(s.len());
+    let mut di = Vec::with_capacity(d.len());
+    for (a, b) in s.iter().zip(&d) {
+        si.push(map(*a)?);
+        di.push(map(*b)?);
+    }
+    let (si, di, w) = sort_triples(si, di, w);
+
+    let mut new_rows: Vec<Option<&AcceptedRow>> = vec![None; n];
+    for r in accepted {
+        new_rows[r.src as usize] = Some(r);
+    }
+    let mut out = InForce {
+        weights_epoch: vec![None; n],
+        ..Default::default()
+    };
+    let cap = si.len() + accepted.iter().map(|r| r.dst.len()).sum::<usize>();
+    out.edges.src.reserve(cap);
+    out.edges.dst.reserve(cap);
+    out.edges.weight.reserve(cap);
+    let mut c = 0usize;
+    for (i, new_row) in new_rows.iter().enumerate() {
+        let start = c;
+        while c < si.len() && si[c] as usize == i {
+            c += 1;
+        }
+        let uid = registry.peers()[i].uid;
+        if let Some(r) = new_row {
+            out.weights_epoch[i] = Some(epoch);
+            if !r.dst.is_empty() {
+                out.rows += 1;
+            }
+            out.edges.src.extend(std::iter::repeat_n(i as u32, r.dst.len()));
+            out.edges.dst.extend_from_slice(&r.dst);
+            out.edges.weight.extend_from_slice(&r.weight);
+            continue;
+        }
+        let Some(we) = carried_epoch.get(&uid).copied() else {
+            continue;
+        };
+        if ttl > 0 && epoch.saturating_sub(we) >= ttl {
+            continue;
+        }
+        out.weights_epoch[i] = Some(we);
+        if c > start {
+            out.rows += 1;
+        }
+        out.edges.src.extend_from_slice(&si[start..c]);
+        out.edges.dst.extend_from_slice(&di[start..c]);
+        out.edges.weight.extend_from_slice(&w[start..c]);
+    }
+    Ok(out)
+}

@@ -1,0 +1,657 @@
+//! Reading what peers wrote for an epoch (SPEC 5.1, 7): list, fetch in
+//! parallel, decode, check signatures in batches, validate values. Every
+//! object ends up either accepted or as one rejection with a reason code;
+//! nothing a peer writes can fail the epoch.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Float64Type, UInt32Type};
+use bytes::Bytes;
+use ed25519_dalek::VerifyingKey;
+use faceblock_schemas::parquet_io;
+use faceblock_schemas::schema::{EPOCH_KEY, SIGNATURE_KEY, SOURCE_KEY};
+use faceblock_schemas::signing::{self, Kind, SignContext};
+use faceblock_schemas::{layout, NetworkFile, Params, PublicKey, Store};
+use futures::{StreamExt, TryStreamExt};
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::reason::Reason;
+use crate::registry::{Peer, Registry};
+use crate::Result;
+
+
+/// One rejected object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    /// The writer's uid, when the path names one.
+    pub uid: Option<u32>,
+    /// Layout path of the object.
+    pub object: String,
+    /// Reason code.
+    pub reason: Reason,
+    /// What exactly was wrong.
+    pub detail: String,
+}
+
+/// One object read as an input of the epoch; `inputs_digest` covers these.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputObject {
+    /// Layout path.
+    pub object: String,
+    /// Writer uid, if any.
+    pub uid: Option<u32>,
+    /// `weights` or `join`.
+    pub kind: &'static str,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the bytes, hex (empty when not read).
+    pub sha256: String,
+}
+
+/// Where an accepted row's weights come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Weights set by the peer.
+    Explicit,
+    /// φ scores measured by the coordinator (SPEC 5.3).
+    Fisher,
+}
+
+/// A validated weight row, normalised, in index space, sorted by dst.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AcceptedRow {
+    /// Index of the row owner.
+    pub src: u32,
+    /// Destination indices, ascending.
+    pub dst: Vec<u32>,
+    /// Normalised weights.
+    pub weight: Vec<f64>,
+    /// Where it comes from.
+    pub source: Source,
+}
+
+/// Everything read for one epoch.
+#[derive(Debug, Default)]
+pub struct Ingested {
+    /// Accepted rows, by src index.
+    pub rows: Vec<AcceptedRow>,
+    /// Rejections, sorted by object.
+    pub rejections: Vec<Rejection>,
+    /// Inputs, sorted by object.
+    pub inputs: Vec<InputObject>,
+}
+
+/// A fetched object, before checks.
+pub struct Fetched {
+    /// Layout path.
+    pub object: String,
+    /// Bytes.
+    pub bytes: Bytes,
+}
+
+fn reject(uid: Option<u32>, object: &str, reason: Reason, detail: impl Into<String>) -> Rejection {
+    Rejection {
+        uid,
+        object: object.to_string(),
+        reason,
+        detail: detail.into(),
+    }
+}
+
+/// Concurrent fetches; a file that vanished since listing is treated as absent.
+pub async fn fetch_all(
+    store: &Store,
+    objects: Vec<String>,
+    concurrency: usize,
+    progress: &indicatif::ProgressBar,
+) -> Result<Vec<Fetched>> {
+    let fetched: Vec<Option<Fetched>> = futures::stream::iter(objects)
+        .map(|object| async move {
+            let r = store.get_opt(&object).await;
+            progress.inc(1);
+            r.map(|b| b.map(|bytes| Fetched { object, bytes }))
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    Ok(fetched.into_iter().flatten().collect())
+}
+
+/// Lists, fetches and checks the weight submissions of `epoch`.
+pub async fn read_weights(
+    store: &Store,
+    net: &NetworkFile,
+    registry: &Registry,
+    epoch: u64,
+    k: u32,
+    only: Option<&HashMap<String, String>>,
+) -> Result<(Ingested, crate::timing::Phases)> {
+    let mut phases = crate::timing::Phases::default();
+    let t = std::time::Instant::now();
+    let dir = layout::weights_dir(epoch);
+    let listed = store.list(&dir).await?;
+    let mut out = Ingested::default();
+    let mut to_read = Vec::new();
+    let mut sizes = HashMap::new();
+    for meta in listed {
+        let object = store.relative(&meta.location);
+        if let Some(only) = only {
+            if !only.contains_key(&object) {
+                continue;
+            }
+        }
+        let name = object.strip_prefix(&format!("{dir}/")).unwrap_or(&object);
+        let Some(uid) = layout::parse_uid_file(name) else {
+            out.rejections.push(reject(
+                None,
+                &object,
+                Reason::UnexpectedObject,
+                "submissions/epoch=<e>/weights/ holds only uid=<u>.parquet files",
+            ));
+            out.inputs.push(InputObject {
+                object,
+                uid: None,
+                kind: "weights",
+                bytes: meta.size,
+                sha256: String::new(),
+            });
+            continue;
+        };
+        let unread = |reason, detail: String, out: &mut Ingested| {
+            out.rejections.push(reject(Some(uid), &object, reason, detail));
+            out.inputs.push(InputObject {
+                object: object.clone(),
+                uid: Some(uid),
+                kind: "weights",
+                bytes: meta.size,
+                sha256: String::new(),
+            });
+        };
+        if meta.size > net.params.max_submission_bytes {
+            unread(
+                Reason::TooLarge,
+                format!(
+                    "{} bytes > max_submission_bytes {}",
+                    meta.size, net.params.max_submission_bytes
+                ),
+                &mut out,
+            );
+            continue;
+        }
+        if registry.index(uid).is_none() {
+            unread(
+                Reason::UnknownUid,
+                format!("uid {uid} is not registered"),
+                &mut out,
+            );
+            continue;
+        }
+        sizes.insert(object.clone(), meta.size);
+        to_read.push(object);
+    }
+    phases.list = t.elapsed();
+
+    let t = std::time::Instant::now();
+    let pb = crate::progress::bar(to_read.len() as u64, "reading submissions");
+    let fetched = fetch_all(store, to_read, 64, &pb).await?;
+    pb.finish_and_clear();
+    phases.read = t.elapsed();
+
+    let t = std::time::Instant::now();
+    let ctx = SignContext {
+        kind: Kind::Weights,
+        network_id: net.id(),
+        epoch,
+        uid: 0,
+    };
+    let checked = check_weight_files(fetched, registry, &ctx, &net.params, k);
+    phases.verify = t.elapsed();
+    for (input, result) in checked {
+        let uid = input.uid;
+        let object = input.object.clone();
+        out.inputs.push(input);
+        match result {
+            Ok(row) => out.rows.push(row),
+            Err((reason, detail)) => out.rejections.push(reject(uid, &object, reason, detail)),
+        }
+    }
+    out.rows.sort_by_key(|r| r.src);
+    out.rejections.sort_by(|a, b| a.object.cmp(&b.object));
+    out.inputs.sort_by(|a, b| a.object.cmp(&b.object));
+    Ok((out, phases))
+}
+
+type Checked = (InputObject, Result<AcceptedRow, (Reason, String)>);
+
+struct Decoded {
+    uid: u32,
+    src: u32,
+    batch: arrow::array::RecordBatch,
+    source: Source,
+    claimed_epoch: Option<u64>,
+    sig: [u8; 64],
+    msg: [u8; 32],
+    key: VerifyingKey,
+}
+
+/// Decodes, verifies (in batches) and validates fetched weight files.
+pub fn check_weight_files(
+    fetched: Vec<Fetched>,
+    registry: &Registry,
+    ctx: &SignContext,
+    params: &Params,
+    k: u32,
+) -> Vec<Checked> {
+    let decoded: Vec<(InputObject, Result<Decoded, (Reason, String)>)> = fetched
+        .into_par_iter()
+        .map(|f| {
+            let name = f.object.rsplit('/').next().unwrap_or("");
+            let uid = layout::parse_uid_file(name).expect("only uid files are fetched");
+            let input = InputObject {
+                object: f.object.clone(),
+                uid: Some(uid),
+                kind: "weights",
+                bytes: f.bytes.len() as u64,
+                sha256: hex::encode(Sha256::digest(&f.bytes)),
+            };
+            let src = registry.index(uid).expect("only registered uids are fetched");
+            let peer = &registry.peers()[src as usize];
+            (input, decode_weights(&f, uid, src, peer, ctx))
+        })
+        .collect();
+
+    // Batch signature checks, 64 at a time; a failing batch is re-checked one by one.
+    let mut ok = vec![false; decoded.len()];
+    let idx: Vec<usize> = (0..decoded.len())
+        .filter(|i| decoded[*i].1.is_ok())
+        .collect();
+    let verdicts: Vec<(usize, bool)> = idx
+        .par_chunks(64)
+        .flat_map_iter(|chunk| {
+            let ds: Vec<&Decoded> = chunk
+                .iter()
+                .map(|i| decoded[*i].1.as_ref().ok().expect("filtered"))
+                .collect();
+            let msgs: Vec<[u8; 32]> = ds.iter().map(|d| d.msg).collect();
+            let sigs: Vec<[u8; 64]> = ds.iter().map(|d| d.sig).collect();
+            let keys: Vec<VerifyingKey> = ds.iter().map(|d| d.key).collect();
+            let all = signing::verify_many(&msgs, &sigs, &keys);
+            chunk
+                .iter()
+                .zip(ds)
+                .map(move |(i, d)| (*i, all || signing::verify_one(&d.msg, &d.sig, &d.key)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for (i, v) in verdicts {
+        ok[i] = v;
+    }
+
+    decoded
+        .into_par_iter()
+        .enumerate()
+        .map(|(i, (input, d))| {
+            let result = d.and_then(|d| {
+                if !ok[i] {
+                    return Err(signature_failure(&d, ctx));
+                }
+                if d.source == Source::Fisher {
+                    // The row's values are φ, measured by the coordinator, not the file's.
+                    return Ok(AcceptedRow {
+                        src: d.src,
+                        dst: vec![],
+                        weight: vec![],
+                        source: d.source,
+                    });
+                }
+                validate_row(&d.batch, d.uid, d.src, registry, params, k).map(|(dst, weight)| {
+                    AcceptedRow {
+                        src: d.src,
+                        dst,
+                        weight,
+                        source: d.source,
+                    }
+                })
+            });
+            (input, result)
+        })
+        .collect()
+}
+
+fn signature_failure(d: &Decoded, ctx: &SignContext) -> (Reason, String) {
+    if let Some(e) = d.claimed_epoch.filter(|e| *e != ctx.epoch) {
+        let c = SignContext {
+            epoch: e,
+            uid: d.uid,
+            ..*ctx
+        };
+        let attrs = source_attrs(d.source);
+        let msg = signing::message(&c, &attrs, &d.batch);
+        if signing::verify_one(&msg, &d.sig, &d.key) {
+            return (
+                Reason::WrongEpoch,
+                format!("signed for epoch {e}, submitted for epoch {}", ctx.epoch),
+            );
+        }
+    }
+    (
+        Reason::BadSignature,
+        format!(
+            "signature does not verify for uid {} in epoch {} of this network",
+            d.uid, ctx.epoch
+        ),
+    )
+}
+
+fn source_attrs(source: Source) -> Vec<(&'static str, &'static str)> {
+    match source {
+        Source::Explicit => vec![],
+        Source::Fisher => vec![(SOURCE_KEY, "fisher")],
+    }
+}
+
+fn decode_weights(
+    f: &Fetched,
+    uid: u32,
+    src: u32,
+    peer: &Peer,
+    ctx: &SignContext,
+) -> Result<Decoded, (Reason, String)> {
+    let d = decode_guarded(&f.object, f.bytes.clone())?;
+    let fields = d.schema.fields();
+    let names: Vec<(&str, &DataType)> = fields
+        .iter()
+        .map(|f| (f.name().as_str(), f.data_type()))
+        .collect();
+    if names != [("dst", &DataType::UInt32), ("weight", &DataType::Float64)] {
+        return Err((
+            Reason::Schema,
+            format!(
+                "expected columns dst: UInt32, weight: Float64; found {}",
+                names
+                    .iter()
+                    .map(|(n, t)| format!("{n}: {t}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    if d.batch.columns().iter().any(|c| c.null_count() > 0) {
+        return Err((Reason::Schema, "dst and weight may not be null".into()));
+    }
+    let source = match d.metadata.get(SOURCE_KEY).map(String::as_str) {
+        None | Some("explicit") => Source::Explicit,
+        Some("fisher") => Source::Fisher,
+        Some(other) => {
+            return Err((
+                Reason::Schema,
+                format!("unknown {SOURCE_KEY} '{other}' (explicit or fisher)"),
+            ))
+        }
+    };
+    let sig = d
+        .metadata
+        .get(SIGNATURE_KEY)
+        .ok_or((
+            Reason::BadSignature,
+            format!("no '{SIGNATURE_KEY}' in the file's metadata"),
+        ))
+        .and_then(|s| {
+            signing::signature_from_hex(s).map_err(|e| (Reason::BadSignature, e.to_string()))
+        })?;
+    let key = peer
+        .public_key
+        .verifying_key()
+        .map_err(|e| (Reason::BadSignature, e.to_string()))?;
+    let c = SignContext { uid, ..*ctx };
+    let attrs = source_attrs(source);
+    let msg = signing::message(&c, &attrs, &d.batch);
+    let claimed_epoch = d.metadata.get(EPOCH_KEY).and_then(|v| v.parse().ok());
+    Ok(Decoded {
+        uid,
+        src,
+        batch: d.batch,
+        source,
+        claimed_epoch,
+        sig,
+        msg,
+        key,
+    })
+}
+
+/// Decodes Parquet bytes, turning a decoder panic on hostile input into `unreadable`.
+pub fn decode_guarded(
+    object: &str,
+    bytes: Bytes,
+) -> Result<parquet_io::Decoded, (Reason, String)> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| parquet_io::decode(object, bytes))) {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(e)) => Err((Reason::Unreadable, e.to_string())),
+        Err(_) => Err((Reason::Unreadable, "the Parquet decoder gave up".into())),
+    }
+}
+
+/// SPEC 5.1 checks 3 and 4 on a decoded row; returns destination indices and
+/// normalised weights sorted by destination.
+pub fn validate_row(
+    batch: &arrow::array::RecordBatch,
+    uid: u32,
+    src: u32,
+    registry: &Registry,
+    params: &Params,
+    k: u32,
+) -> Result<(Vec<u32>, Vec<f64>), (Reason, String)> {
+    let dst = batch.column(0).as_primitive::<UInt32Type>().values();
+    let w = batch.column(1).as_primitive::<Float64Type>().values();
+    if dst.is_empty() {
+        return Err((Reason::Empty, "the row has no entries".into()));
+    }
+    if let Some(i) = w.iter().position(|v| !v.is_finite()) {
+        return Err((
+            Reason::NonFinite,
+            format!("weight for dst {} is {}", dst[i], w[i]),
+        ));
+    }
+    if let Some(i) = w.iter().position(|v| *v < 0.0) {
+        return Err((
+            Reason::Negative,
+            format!("weight for dst {} is {}", dst[i], w[i]),
+        ));
+    }
+    let mut entries = Vec::with_capacity(dst.len());
+    for (d, v) in dst.iter().zip(w.iter()) {
+        let Some(j) = registry.index(*d) else {
+            return Err((
+                Reason::UnknownDst,
+                format!("dst {d} is not a registered uid"),
+            ));
+        };
+        entries.push((j, *d, *v));
+    }
+    entries.sort_unstable_by_key(|e| e.0);
+    if let Some(pair) = entries.windows(2).find(|p| p[0].0 == p[1].0) {
+        return Err((
+            Reason::DuplicateDst,
+            format!("dst {} appears more than once", pair[0].1),
+        ));
+    }
+    if entries.len() > params.max_weights as usize {
+        return Err((
+            Reason::TooManyWeights,
+            format!(
+                "{} entries > max_weights {}",
+                entries.len(),
+                params.max_weights
+            ),
+        ));
+    }
+    entries.retain(|(j, _, v)| *v > 0.0 && (params.allow_self_weight || *j != src));
+    if entries.len() < k as usize {
+        return Err((
+            Reason::TooFewWeights,
+            format!(
+                "{} nonzero entries besides uid {uid} itself; this epoch needs at least k = {k}",
+                entries.len()
+            ),
+        ));
+    }
+    let total: f64 = entries.iter().map(|e| e.2).sum();
+    if entries.is_empty() || total <= 0.0 || !total.is_finite() {
+        return Ok((vec![], vec![]));
+    }
+    Ok((
+        entries.iter().map(|e| e.0).collect(),
+        entries.iter().map(|e| e.2 / total).collect(),
+    ))
+}
+
+/// A checked join request.
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    /// The new key.
+    pub public_key: PublicKey,
+    /// Its modality.
+    pub modality: String,
+}
+
+/// Reads pending join requests; already-registered keys are skipped silently
+/// (their request was honoured in an earlier epoch).
+pub async fn read_join_requests(
+    store: &Store,
+    net: &NetworkFile,
+    registry: &Registry,
+    only: Option<&HashMap<String, String>>,
+) -> Result<(Vec<JoinRequest>, Vec<Rejection>, Vec<InputObject>)> {
+    let listed = store.list(layout::JOIN_REQUESTS).await?;
+    let mut objects = Vec::new();
+    let mut rejections = Vec::new();
+    let mut inputs = Vec::new();
+    for meta in listed {
+        let object = store.relative(&meta.location);
+        if let Some(only) = only {
+            if !only.contains_key(&object) {
+                continue;
+            }
+        }
+        let name = object.rsplit('/').next().unwrap_or("").to_string();
+        let unread_input = |inputs: &mut Vec<InputObject>| {
+            inputs.push(InputObject {
+                object: object.clone(),
+                uid: None,
+                kind: "join",
+                bytes: meta.size,
+                sha256: String::new(),
+            })
+        };
+        let Some(hexkey) = layout::parse_join_file(&name) else {
+            unread_input(&mut inputs);
+            rejections.push(reject(
+                None,
+                &object,
+                Reason::UnexpectedObject,
+                "registry/requests/ holds only <public-key-hex>.parquet files",
+            ));
+            continue;
+        };
+        let Ok(pk) = PublicKey::from_hex(hexkey) else {
+            unread_input(&mut inputs);
+            rejections.push(reject(
+                None,
+                &object,
+                Reason::BadSignature,
+                "the file name is not a valid ed25519 public key",
+            ));
+            continue;
+        };
+        if registry.index_of_key(&pk).is_some() {
+            continue;
+        }
+        if meta.size > net.params.max_submission_bytes {
+            unread_input(&mut inputs);
+            rejections.push(reject(None, &object, Reason::TooLarge, "too large"));
+            continue;
+        }
+        objects.push((object, pk));
+    }
+    let pb = indicatif::ProgressBar::hidden();
+    let fetched = fetch_all(
+        store,
+        objects.iter().map(|o| o.0.clone()).collect(),
+        32,
+        &pb,
+    )
+    .await?;
+    let keys: HashMap<String, PublicKey> = objects.into_iter().collect();
+    let mut requests = Vec::new();
+    let ctx = SignContext {
+        kind: Kind::Join,
+        network_id: net.id(),
+        epoch: 0,
+        uid: 0,
+    };
+    for f in fetched {
+        let pk = keys[&f.object];
+        inputs.push(InputObject {
+            object: f.object.clone(),
+            uid: None,
+            kind: "join",
+            bytes: f.bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(&f.bytes)),
+        });
+        match check_join(&f, &pk, &ctx) {
+            Ok(modality) => requests.push(JoinRequest {
+                public_key: pk,
+                modality,
+            }),
+            Err((reason, detail)) => rejections.push(reject(None, &f.object, reason, detail)),
+        }
+    }
+    requests.sort_by_key(|r| r.public_key);
+    rejections.sort_by(|a, b| a.object.cmp(&b.object));
+    inputs.sort_by(|a, b| a.object.cmp(&b.object));
+    Ok((requests, rejections, inputs))
+}
+
+fn check_join(f: &Fetched, pk: &PublicKey, ctx: &SignContext) -> Result<String, (Reason, String)> {
+    let d = decode_guarded(&f.object, f.bytes.clone())?;
+    if d.schema.fields().len() != 2
+        || d.schema.field(0).name() != "public_key"
+        || d.schema.field(1).name() != "modality"
+        || d.schema.field(0).data_type() != &DataType::Utf8
+        || d.schema.field(1).data_type() != &DataType::Utf8
+        || d.batch.num_rows() != 1
+        || d.batch.columns().iter().any(|c| c.null_count() > 0)
+    {
+        return Err((
+            Reason::Schema,
+            "a join request is one row of public_key: Utf8, modality: Utf8".into(),
+        ));
+    }
+    let key_col = d.batch.column(0).as_string::<i32>().value(0);
+    if key_col != pk.to_hex() {
+        return Err((
+            Reason::BadSignature,
+            "the public_key column does not match the file name".into(),
+        ));
+    }
+    let modality = d.batch.column(1).as_string::<i32>().value(0).to_string();
+    if modality != faceblock_schemas::schema::MODALITY_TEXT {
+        return Err((
+            Reason::Schema,
+            format!("unknown modality '{modality}' (TEXT)"),
+        ));
+    }
+    let sig = d
+        .metadata
+        .get(SIGNATURE_KEY)
+        .ok_or((Reason::BadSignature, "no signature".to_string()))
+        .and_then(|s| {
+            signing::signature_from_hex(s).map_err(|e| (Reason::BadSignature, e.to_string()))
+        })?;
+    pk.verify_batch(ctx, &[], &d.batch, &sig)
+        .map_err(|e| (Reason::BadSignature, e.to_string()))?;
+    Ok(modality)
+}

@@ -1,0 +1,155 @@
+//! The ledger: one Delta Lake table per SPEC 6 table under `<root>/ledger/`,
+//! committed exactly once per epoch, all or nothing.
+//!
+//! Commit protocol (see `commit`):
+//! 1. the run writes every table's data files (invisible until committed);
+//! 2. it claims the epoch with a conditional PUT of `ledger/_claims/epoch=<e>.json`
+//!    listing those files: the first claim wins, a racing coordinator loses here;
+//! 3. each table gets one Delta commit carrying the app transaction
+//!    `(faceblock, e)`; a commit is skipped when the table already has it, so a
+//!    rerun after a crash finishes the epoch and never appends twice;
+//! 4. `epochs` is committed last: an epoch is visible through `epochs` only
+//!    when all its tables are.
+
+pub mod commit;
+pub mod tables;
+
+use std::sync::Arc;
+
+use datafusion::prelude::SessionContext;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::StructType;
+use deltalake::{DeltaTable, DeltaTableBuilder};
+use faceblock_schemas::{layout, Store};
+
+use crate::{Error, Result};
+
+/// The Delta app id whose transaction version records the last epoch a table holds.
+pub const APP_ID: &str = "faceblock";
+
+/// Access to the ledger tables of one store.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    store: Store,
+}
+
+fn ledger_err(table: &str) -> impl FnOnce(deltalake::DeltaTableError) -> Error + '_ {
+    move |source| Error::Ledger {
+        table: table.to_string(),
+        source,
+    }
+}
+
+impl Ledger {
+    /// Opens the ledger of a store (tables are created by `init`).
+    pub fn new(store: Store) -> Self {
+        deltalake::aws::register_handlers(None);
+        Self { store }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn builder(&self, table: &str) -> Result<DeltaTableBuilder> {
+        let url = self.store.url_of(&format!("{}/", layout::ledger_table(table)));
+        Ok(DeltaTableBuilder::from_url(url.clone())
+            .map_err(ledger_err(table))?
+            .with_storage_backend(self.store.object_store(), url))
+    }
+
+    /// Loads a table at its latest version.
+    pub async fn table(&self, table: &str) -> Result<DeltaTable> {
+        self.builder(table)?
+            .load()
+            .await
+            .map_err(ledger_err(table))
+    }
+
+    /// Creates every table that does not exist yet (idempotent).
+    pub async fn create_all(&self) -> Result<()> {
+        for name in tables::TABLES {
+            let t = self.builder(name)?.build().map_err(ledger_err(name))?;
+            if t.verify_deltatable_existence().await.unwrap_or(false) {
+                continue;
+            }
+            let schema = tables::schema(name).expect("known table");
+            let kernel: StructType = schema
+                .as_ref()
+                .try_into_kernel()
+                .map_err(|e| ledger_err(name)(e.into()))?;
+            let r = t
+                .create()
+                .with_table_name(name)
+                .with_columns(kernel.fields().cloned())
+                .with_partition_columns(["epoch"])
+                .with_save_mode(deltalake::protocol::SaveMode::Ignore)
+                .await;
+            if let Err(e) = r {
+                // A concurrent init may have created it meanwhile.
+                let t = self.builder(name)?.build().map_err(ledger_err(name))?;
+                if !t.verify_deltatable_existence().await.unwrap_or(false) {
+                    return Err(ledger_err(name)(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The last epoch a table holds, from its app transaction.
+    pub async fn table_epoch(&self, t: &DeltaTable) -> Result<Option<u64>> {
+        let name = t.table_url().to_string();
+        let v = t
+            .snapshot()
+            .map_err(ledger_err(&name))?
+            .transaction_version(t.log_store().as_ref(), APP_ID)
+            .await
+            .map_err(ledger_err(&name))?;
+        Ok(v.and_then(|v| u64::try_from(v).ok()))
+    }
+
+    /// The last committed epoch (the one `epochs` holds), `None` before epoch 0.
+    pub async fn last_committed(&self) -> Result<Option<u64>> {
+        let t = self.table("epochs").await?;
+        self.table_epoch(&t).await
+    }
+
+    /// A DataFusion session where every ledger table is registered by name and
+    /// shows committed epochs only (`epoch <= upto`).
+    pub async fn session(&self, upto: Option<u64>, partitions: usize) -> Result<SessionContext> {
+        let cfg = datafusion::prelude::SessionConfig::new()
+            .with_target_partitions(partitions.max(1))
+            .with_information_schema(true);
+        let ctx = SessionContext::new_with_config(cfg);
+        let limit = upto.map(|e| e as i64).unwrap_or(-1);
+        for name in tables::TABLES {
+            let t = self.table(name).await?;
+            t.update_datafusion_session(&ctx.state())
+                .map_err(ledger_err(name))?;
+            let provider = t.table_provider().await.map_err(ledger_err(name))?;
+            let raw = format!("__ledger_{name}");
+            ctx.register_table(raw.as_str(), provider)?;
+            ctx.sql(&format!(
+                "CREATE VIEW {name} AS SELECT * FROM {raw} WHERE epoch <= {limit}"
+            ))
+            .await?
+            .collect()
+            .await?;
+        }
+        Ok(ctx)
+    }
+
+    /// Runs a query and collects it.
+    pub async fn query(
+        ctx: &SessionContext,
+        sql: &str,
+    ) -> Result<Vec<arrow::array::RecordBatch>> {
+        Ok(ctx.sql(sql).await?.collect().await?)
+    }
+
+    /// Shared handle for writers.
+    pub fn arc(&self) -> Arc<Self> {
+        Arc::new(self.clone())
+    }
+}

@@ -1,0 +1,25 @@
+//! The FaceBlock coordinator: closes epochs over object storage and keeps the
+//! ledger.
+//!
+//! - [`ingest`] reads what peers wrote (SPEC 5.1, 7);
+//! - [`math`] is SPEC 5.2, one module per quantity;
+//! - [`epoch`] runs an epoch and [`ledger`] commits it exactly once (SPEC 6);
+//! - [`verify`], [`sql`] and [`status`] serve auditors and analysts.
+#![warn(missing_docs)]
+
+pub mod digest;
+pub mod epoch;
+pub mod error;
+pub mod ingest;
+pub mod init;
+pub mod ledger;
+pub mod math;
+pub mod progress;
+pub mod reason;
+pub mod registry;
+pub mod sql;
+pub mod status;
+pub mod timing;
+pub mod verify;
+
+pub use error::{Error, Result};

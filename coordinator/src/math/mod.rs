@@ -1,0 +1,153 @@
+//! The epoch arithmetic of SPEC 5.2, one module per quantity, run over sparse
+//! edges (rows in force as `(src, dst, weight)` sorted by `(src, dst)`): never an
+//! n×n matrix.
+//!
+//! Every sum goes through [`fixed`]: products are computed in f64 (one IEEE
+//! rounding each, the same on every machine) and accumulated as integers, so a
+//! result is identical to the last bit whatever the number of threads or
+//! partitions (SPEC 8). `exp` is `libm`'s, which is portable.
+//!
+//! [`compute`] runs the whole section in the order the SPEC writes it.
+
+pub mod bonds;
+pub mod consensus;
+pub mod dividends;
+pub mod emission;
+pub mod fixed;
+pub mod incentive;
+pub mod peg;
+pub mod rank;
+pub mod trust;
+
+use faceblock_schemas::Params;
+
+/// Rows in force in index space (index = position of the uid in the sorted
+/// registry), sorted by `(src, dst)`, each row normalised to sum to 1.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Edges {
+    /// Row owner (the peer setting the weight).
+    pub src: Vec<u32>,
+    /// Peer being weighted.
+    pub dst: Vec<u32>,
+    /// Normalised weight `w_ij`.
+    pub weight: Vec<f64>,
+}
+
+impl Edges {
+    /// Number of edges.
+    pub fn len(&self) -> usize {
+        self.src.len()
+    }
+
+    /// True when no row is in force.
+    pub fn is_empty(&self) -> bool {
+        self.src.is_empty()
+    }
+}
+
+/// Sparse bonds `B_ij` (holder i, peer j), sorted by `(holder, peer)`, nonzero only.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Bonds {
+    /// Holder i.
+    pub holder: Vec<u32>,
+    /// Peer j bonded to.
+    pub peer: Vec<u32>,
+    /// Bond size in stake units (real).
+    pub bond: Vec<f64>,
+}
+
+impl Bonds {
+    /// Number of nonzero bonds.
+    pub fn len(&self) -> usize {
+        self.holder.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.holder.is_empty()
+    }
+}
+
+/// Everything one epoch's arithmetic reads.
+#[derive(Debug, Clone)]
+pub struct Input<'a> {
+    /// The network's parameters.
+    pub params: &'a Params,
+    /// k in force this epoch.
+    pub k: u32,
+    /// Stake before the epoch, by index.
+    pub stake: &'a [u64],
+    /// Rows in force.
+    pub edges: &'a Edges,
+    /// Bonds after the previous epoch.
+    pub bonds: &'a Bonds,
+}
+
+/// Everything one epoch's arithmetic produces, by index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// ŝ: normalised stake before the epoch.
+    pub stake_hat: Vec<f64>,
+    /// r = Wᵀŝ.
+    pub rank: Vec<f64>,
+    /// t = Tᵀŝ.
+    pub trust: Vec<f64>,
+    /// c = σ(ρ(t − κ)).
+    pub consensus: Vec<f64>,
+    /// I.
+    pub incentive: Vec<f64>,
+    /// D.
+    pub dividends: Vec<f64>,
+    /// E: base units minted to each peer.
+    pub emission: Vec<u64>,
+    /// S + E.
+    pub stake_after: Vec<u64>,
+    /// Stake share after the epoch.
+    pub stake_share: Vec<f64>,
+    /// B'.
+    pub bonds: Bonds,
+    /// L.
+    pub loss: f64,
+    /// k for the next epoch.
+    pub k_next: u32,
+}
+
+/// Runs SPEC 5.2 on `threads` worker threads (results do not depend on it).
+pub fn compute(input: &Input<'_>, threads: usize) -> Output {
+    let n = input.stake.len();
+    let p = input.params;
+    let stake_hat = rank::normalised_stake(input.stake);
+    let (rank, trust) = rank::rank_and_trust(n, &stake_hat, input.edges, threads);
+    let consensus = consensus::consensus(&trust, p.rho, p.kappa);
+    let incentive = incentive::incentive(&rank, &consensus);
+    let bonds = bonds::accumulate(input.bonds, input.stake, input.edges);
+    let dividends = dividends::dividends(n, &bonds, &incentive, threads);
+    let delta = emission::stake_delta(&dividends, &incentive, p.bond_share);
+    let emission = emission::apportion(&delta, p.emission_per_epoch);
+    let stake_after: Vec<u64> = input
+        .stake
+        .iter()
+        .zip(&emission)
+        .map(|(s, e)| s.saturating_add(*e))
+        .collect();
+    let stake_share = rank::normalised_stake(&stake_after);
+    let loss = peg::loss(&rank, &consensus);
+    let k_next = peg::next_k(input.k, loss, p.peg_step, p.k_max);
+    Output {
+        stake_hat,
+        rank,
+        trust,
+        consensus,
+        incentive,
+        dividends,
+        emission,
+        stake_after,
+        stake_share,
+        bonds,
+        loss,
+        k_next,
+    }
+}
+
+#[cfg(test)]
+mod tests;

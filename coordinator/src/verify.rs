@@ -1,0 +1,116 @@
+//! `faceblock epoch verify`: recompute a committed epoch from its recorded
+//! inputs (the ledger at e−1 and the submissions listed in `inputs`) and check
+//! the digest chain.
+
+use std::collections::HashMap;
+
+use arrow::array::AsArray;
+use faceblock_schemas::{NetworkFile, Store};
+
+use crate::epoch::{self, Recorded};
+use crate::ledger::Ledger;
+use crate::{Error, Result};
+
+/// What verification found.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The epoch.
+    pub epoch: u64,
+    /// The committed (and recomputed) digest.
+    pub digest: String,
+}
+
+async fn strings(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Result<Vec<Vec<String>>> {
+    let mut out = Vec::new();
+    for b in Ledger::query(ctx, sql).await? {
+        let b = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
+            .map(|_| b)?;
+        for i in 0..b.num_rows() {
+            let mut row = Vec::new();
+            for c in b.columns() {
+                let c = arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8)?;
+                row.push(c.as_string::<i32>().value(i).to_string());
+            }
+            out.push(row);
+        }
+    }
+    Ok(out)
+}
+
+/// Recomputes `epoch` and compares it with the ledger.
+pub async fn verify(store: &Store, epoch: u64, partitions: usize) -> Result<Verified> {
+    let net = NetworkFile::load(store).await?;
+    let ledger = Ledger::new(store.clone());
+    let last = ledger.last_committed().await?;
+    if last.is_none_or(|l| epoch > l) {
+        return Err(Error::Epoch(format!(
+            "epoch {epoch} is not committed ({})",
+            match last {
+                Some(l) => format!("the last committed epoch is {l}"),
+                None => "no epoch has been committed yet".into(),
+            }
+        )));
+    }
+    let ctx = ledger.session(last, partitions).await?;
+    let row = strings(
+        &ctx,
+        &format!("SELECT digest, inputs_digest, prev_digest FROM epochs WHERE epoch = {epoch}"),
+    )
+    .await?
+    .pop()
+    .ok_or_else(|| Error::Corrupt(format!("epochs has no row for epoch {epoch}")))?;
+    let (digest, inputs_digest, prev_digest) = (&row[0], &row[1], &row[2]);
+    if epoch > 0 {
+        let prev = strings(&ctx, &format!("SELECT digest FROM epochs WHERE epoch = {}", epoch - 1))
+            .await?
+            .pop()
+            .ok_or_else(|| Error::Corrupt(format!("epochs has no row for epoch {}", epoch - 1)))?;
+        if &prev[0] != prev_digest {
+            return Err(Error::VerifyMismatch {
+                epoch,
+                detail: format!(
+                    "prev_digest {prev_digest} is not epoch {}'s digest {}",
+                    epoch - 1,
+                    prev[0]
+                ),
+            });
+        }
+    }
+    let recorded: Recorded = strings(&ctx, &format!("SELECT object, sha256 FROM inputs WHERE epoch = {epoch}"))
+        .await?
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone()))
+        .collect();
+    let p = epoch::prepare(store, &net, &ledger, epoch, partitions, Some(&recorded)).await?;
+    if &p.row.inputs_digest != inputs_digest {
+        let now: HashMap<&str, &str> = p
+            .inputs
+            .iter()
+            .map(|i| (i.object.as_str(), i.sha256.as_str()))
+            .collect();
+        let mut changed: Vec<String> = recorded
+            .iter()
+            .filter(|(o, sha)| now.get(o.as_str()) != Some(&sha.as_str()))
+            .map(|(o, _)| o.clone())
+            .collect();
+        changed.sort();
+        return Err(Error::VerifyMismatch {
+            epoch,
+            detail: format!(
+                "its inputs changed since it ran ({} object(s) differ or are gone: {})",
+                changed.len(),
+                changed.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    if &p.digest != digest {
+        return Err(Error::VerifyMismatch {
+            epoch,
+            detail: format!("recomputed digest {} != committed {digest}", p.digest),
+        });
+    }
+    Ok(Verified {
+        epoch,
+        digest: digest.clone(),
+    })
+}

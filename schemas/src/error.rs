@@ -1,0 +1,73 @@
+//! The one error type of the shared crate; every variant says what failed and where.
+
+/// Errors from layout, parameters, signing and store access.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A store URL that can't be opened.
+    #[error("invalid store URL '{url}': {reason}")]
+    StoreUrl {
+        /// The URL as given.
+        url: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A store operation that failed (after retries).
+    #[error("store error on '{path}': {source}")]
+    Store {
+        /// The object or prefix.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// The params file is not valid.
+    #[error("invalid params: {0}")]
+    Params(String),
+    /// The genesis file is not valid.
+    #[error("invalid genesis file, {0}")]
+    Genesis(String),
+    /// A key file or key string is not valid.
+    #[error("invalid key {what}: {reason}")]
+    Key {
+        /// Which key (a path or a hex string).
+        what: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A signature did not verify.
+    #[error("signature does not verify: {0}")]
+    Signature(String),
+    /// A Parquet object can't be encoded or decoded.
+    #[error("parquet error on '{path}': {reason}")]
+    Parquet {
+        /// The object.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The network has not been initialised in this store.
+    #[error("no network at {0}: run `faceblock init --params params.toml --genesis genesis.csv --store {0}` first")]
+    NoNetwork(String),
+    /// Local file I/O.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// JSON that can't be read or written.
+    #[error("invalid JSON in {path}: {source}")]
+    Json {
+        /// The object or file.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Result with the shared [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,288 @@
+//! One root URL holds a whole network (SPEC 2): a local directory (the
+//! embedded default), `memory://` for tests, or `s3://bucket/prefix` configured
+//! from the usual `AWS_*` variables.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{
+    BackoffConfig, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig,
+};
+use url::Url;
+
+use crate::{Error, Result};
+
+/// A network's root: an object store plus the prefix all layout paths hang from.
+#[derive(Debug, Clone)]
+pub struct Store {
+    url: Url,
+    inner: Arc<dyn ObjectStore>,
+    prefix: Path,
+}
+
+/// How long one store request may keep retrying transient faults before the
+/// command gives up with an error (override: `FACEBLOCK_RETRY_TIMEOUT_SECS`).
+pub fn retry_config() -> RetryConfig {
+    let secs = std::env::var("FACEBLOCK_RETRY_TIMEOUT_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(60);
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            base: 2.0,
+        },
+        max_retries: 10,
+        retry_timeout: Duration::from_secs(secs),
+    }
+}
+
+fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
+    static M: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
+    M.get_or_init(Default::default)
+}
+
+impl Store {
+    /// Opens a store from a URL or a plain path. `memory://NAME` stores live as
+    /// long as the process and are shared by every `open` of the same URL.
+    pub fn open(location: &str) -> Result<Self> {
+        let bad = |reason: String| Error::StoreUrl {
+            url: location.to_string(),
+            reason,
+        };
+        let location = location.trim();
+        if location.is_empty() {
+            return Err(bad("it is empty; pass --store or set FACEBLOCK_STORE".into()));
+        }
+        let looks_like_url = location.contains("://");
+        if !looks_like_url {
+            let p = std::path::Path::new(location);
+            let abs = if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                std::env::current_dir()
+                    .map_err(|e| bad(e.to_string()))?
+                    .join(p)
+            };
+            let url = Url::from_directory_path(&abs)
+                .map_err(|_| bad("not a usable directory path".into()))?;
+            return Self::open_url(url, location);
+        }
+        let url = Url::parse(location).map_err(|e| bad(e.to_string()))?;
+        Self::open_url(url, location)
+    }
+
+    fn open_url(mut url: Url, original: &str) -> Result<Self> {
+        let bad = |reason: String| Error::StoreUrl {
+            url: original.to_string(),
+            reason,
+        };
+        if !url.path().ends_with('/') {
+            let p = format!("{}/", url.path());
+            url.set_path(&p);
+        }
+        let prefix = Path::from_url_path(url.path()).map_err(|e| bad(e.to_string()))?;
+        let inner: Arc<dyn ObjectStore> = match url.scheme() {
+            "file" => {
+                let dir = url
+                    .to_file_path()
+                    .map_err(|_| bad("not a local path".into()))?;
+                if dir.exists() && !dir.is_dir() {
+                    return Err(bad(format!("{} is a file, not a directory", dir.display())));
+                }
+                Arc::new(LocalFileSystem::new().with_automatic_cleanup(true))
+            }
+            "memory" => {
+                let key = format!("{}{}", url.host_str().unwrap_or(""), url.path());
+                let mut m = memory_stores().lock().expect("memory store registry");
+                m.entry(key).or_insert_with(|| Arc::new(InMemory::new())).clone()
+            }
+            "s3" | "s3a" => {
+                let bucket = url
+                    .host_str()
+                    .filter(|b| !b.is_empty())
+                    .ok_or_else(|| bad("an s3 URL names a bucket: s3://bucket/prefix".into()))?
+                    .to_string();
+                let s3 = AmazonS3Builder::from_env()
+                    .with_bucket_name(&bucket)
+                    .with_retry(retry_config())
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?;
+                Arc::new(s3)
+            }
+            other => {
+                return Err(bad(format!(
+                    "unsupported scheme '{other}': use a directory path, file://, memory:// or s3://"
+                )))
+            }
+        };
+        Ok(Self { url, inner, prefix })
+    }
+
+    /// Wraps an existing object store (tests, fault injection).
+    pub fn from_parts(url: Url, inner: Arc<dyn ObjectStore>) -> Result<Self> {
+        let prefix = Path::from_url_path(url.path()).map_err(|e| Error::StoreUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self { url, inner, prefix })
+    }
+
+    /// The root URL, with a trailing slash.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The object store, rooted at the bucket (or `/`), as Delta Lake wants it.
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.inner.clone()
+    }
+
+    /// The URL of a layout path, for Delta Lake table locations.
+    pub fn url_of(&self, rel: &str) -> Url {
+        self.url.join(rel).expect("layout paths are valid URL paths")
+    }
+
+    /// The absolute object path of a layout path.
+    pub fn path(&self, rel: &str) -> Path {
+        let mut parts: Vec<String> = self.prefix.parts().map(|p| p.as_ref().to_string()).collect();
+        parts.extend(rel.split('/').filter(|s| !s.is_empty()).map(str::to_string));
+        Path::from_iter(parts)
+    }
+
+    /// The layout path of an absolute object path under this root.
+    pub fn relative(&self, p: &Path) -> String {
+        let n = self.prefix.parts().count();
+        p.parts()
+            .skip(n)
+            .map(|s| s.as_ref().to_string())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    fn err(&self, rel: &str, source: object_store::Error) -> Error {
+        Error::Store {
+            path: format!("{}{}", self.url, rel),
+            source,
+        }
+    }
+
+    /// Reads a whole object.
+    pub async fn get(&self, rel: &str) -> Result<Bytes> {
+        let r = self.inner.get(&self.path(rel)).await;
+        match r {
+            Ok(g) => g.bytes().await.map_err(|e| self.err(rel, e)),
+            Err(e) => Err(self.err(rel, e)),
+        }
+    }
+
+    /// Reads a whole object, `None` when it is not there.
+    pub async fn get_opt(&self, rel: &str) -> Result<Option<Bytes>> {
+        match self.inner.get(&self.path(rel)).await {
+            Ok(g) => Ok(Some(g.bytes().await.map_err(|e| self.err(rel, e))?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err(rel, e)),
+        }
+    }
+
+    /// Writes a whole object in one PUT (replacing any previous one).
+    pub async fn put(&self, rel: &str, bytes: Bytes) -> Result<()> {
+        self.inner
+            .put(&self.path(rel), PutPayload::from_bytes(bytes))
+            .await
+            .map_err(|e| self.err(rel, e))?;
+        Ok(())
+    }
+
+    /// Writes an object only if none exists (a conditional PUT); `false` when
+    /// another writer got there first.
+    pub async fn put_if_absent(&self, rel: &str, bytes: Bytes) -> Result<bool> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .inner
+            .put_opts(&self.path(rel), PutPayload::from_bytes(bytes), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(self.err(rel, e)),
+        }
+    }
+
+    /// Lists every object under a layout folder (recursively).
+    pub async fn list(&self, rel_dir: &str) -> Result<Vec<ObjectMeta>> {
+        let p = self.path(rel_dir);
+        self.inner
+            .list(Some(&p))
+            .try_collect()
+            .await
+            .map_err(|e| self.err(rel_dir, e))
+    }
+
+    /// Deletes an object; missing is fine.
+    pub async fn delete(&self, rel: &str) -> Result<()> {
+        match self.inner.delete(&self.path(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err(rel, e)),
+        }
+    }
+
+    /// Makes sure a local root directory exists (no-op elsewhere).
+    pub fn ensure_local_root(&self) -> Result<()> {
+        if self.url.scheme() == "file" {
+            if let Ok(dir) = self.url.to_file_path() {
+                std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_round_trip_and_conditional_put() {
+        let s = Store::open("memory://unit-test/net").unwrap();
+        assert!(s.get_opt("a/b").await.unwrap().is_none());
+        assert!(s.put_if_absent("a/b", Bytes::from_static(b"1")).await.unwrap());
+        assert!(!s.put_if_absent("a/b", Bytes::from_static(b"2")).await.unwrap());
+        assert_eq!(s.get("a/b").await.unwrap(), Bytes::from_static(b"1"));
+        let l = s.list("a").await.unwrap();
+        assert_eq!(l.len(), 1);
+        assert_eq!(s.relative(&l[0].location), "a/b");
+        let again = Store::open("memory://unit-test/net").unwrap();
+        assert!(again.get_opt("a/b").await.unwrap().is_some());
+    }
+
+    #[test]
+    fn bad_urls_say_why() {
+        let e = Store::open("ftp://x/y").unwrap_err().to_string();
+        assert!(e.contains("unsupported scheme"), "{e}");
+        assert!(Store::open("").is_err());
+        assert!(Store::open("s3:///nobucket").is_err());
+    }
+
+    #[test]
+    fn plain_paths_become_file_urls() {
+        let s = Store::open("/tmp/fb-some-net").unwrap();
+        assert_eq!(s.url().as_str(), "file:///tmp/fb-some-net/");
+        assert_eq!(s.path("ledger/state").as_ref(), "tmp/fb-some-net/ledger/state");
+    }
+}
