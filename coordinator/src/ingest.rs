@@ -22,7 +22,6 @@ use crate::reason::Reason;
 use crate::registry::{Peer, Registry};
 use crate::Result;
 
-
 /// One rejected object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
@@ -161,7 +160,8 @@ pub async fn read_weights(
             continue;
         };
         let unread = |reason, detail: String, out: &mut Ingested| {
-            out.rejections.push(reject(Some(uid), &object, reason, detail));
+            out.rejections
+                .push(reject(Some(uid), &object, reason, detail));
             out.inputs.push(InputObject {
                 object: object.clone(),
                 uid: Some(uid),
@@ -225,6 +225,7 @@ pub async fn read_weights(
 }
 
 type Checked = (InputObject, Result<AcceptedRow, (Reason, String)>);
+type DecodedFile = (InputObject, Result<Decoded, (Reason, String)>);
 
 struct Decoded {
     uid: u32,
@@ -245,7 +246,7 @@ pub fn check_weight_files(
     params: &Params,
     k: u32,
 ) -> Vec<Checked> {
-    let decoded: Vec<(InputObject, Result<Decoded, (Reason, String)>)> = fetched
+    let decoded: Vec<DecodedFile> = fetched
         .into_par_iter()
         .map(|f| {
             let name = f.object.rsplit('/').next().unwrap_or("");
@@ -257,7 +258,9 @@ pub fn check_weight_files(
                 bytes: f.bytes.len() as u64,
                 sha256: hex::encode(Sha256::digest(&f.bytes)),
             };
-            let src = registry.index(uid).expect("only registered uids are fetched");
+            let src = registry
+                .index(uid)
+                .expect("only registered uids are fetched");
             let peer = &registry.peers()[src as usize];
             (input, decode_weights(&f, uid, src, peer, ctx))
         })
@@ -273,7 +276,7 @@ pub fn check_weight_files(
         .flat_map_iter(|chunk| {
             let ds: Vec<&Decoded> = chunk
                 .iter()
-                .map(|i| decoded[*i].1.as_ref().ok().expect("filtered"))
+                .filter_map(|i| decoded[*i].1.as_ref().ok())
                 .collect();
             let msgs: Vec<[u8; 32]> = ds.iter().map(|d| d.msg).collect();
             let sigs: Vec<[u8; 64]> = ds.iter().map(|d| d.sig).collect();
@@ -423,10 +426,7 @@ fn decode_weights(
 }
 
 /// Decodes Parquet bytes, turning a decoder panic on hostile input into `unreadable`.
-pub fn decode_guarded(
-    object: &str,
-    bytes: Bytes,
-) -> Result<parquet_io::Decoded, (Reason, String)> {
+pub fn decode_guarded(object: &str, bytes: Bytes) -> Result<parquet_io::Decoded, (Reason, String)> {
     match std::panic::catch_unwind(AssertUnwindSafe(|| parquet_io::decode(object, bytes))) {
         Ok(Ok(d)) => Ok(d),
         Ok(Err(e)) => Err((Reason::Unreadable, e.to_string())),

@@ -10,11 +10,7 @@ pub async fn report(store: &Store, top: usize) -> Result<String> {
     let net = NetworkFile::load(store).await?;
     let ledger = Ledger::new(store.clone());
     let last = ledger.last_committed().await?;
-    let mut out = format!(
-        "network {}\nstore   {}\n",
-        net.network_id,
-        store.url()
-    );
+    let mut out = format!("network {}\nstore   {}\n", net.network_id, store.url());
     let Some(last) = last else {
         out.push_str(&format!(
             "open epoch 0 (nothing committed yet), k = {}, {} genesis peers\n",

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use arrow::array::AsArray;
 use faceblock_schemas::{NetworkFile, Store};
 
 use crate::epoch::{self, Recorded};
@@ -23,15 +22,11 @@ pub struct Verified {
 async fn strings(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Result<Vec<Vec<String>>> {
     let mut out = Vec::new();
     for b in Ledger::query(ctx, sql).await? {
-        let b = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
-            .map(|_| b)?;
+        let cols: Vec<_> = (0..b.num_columns())
+            .map(|i| crate::ledger::string_col(&b, i))
+            .collect::<Result<_>>()?;
         for i in 0..b.num_rows() {
-            let mut row = Vec::new();
-            for c in b.columns() {
-                let c = arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8)?;
-                row.push(c.as_string::<i32>().value(i).to_string());
-            }
-            out.push(row);
+            out.push(cols.iter().map(|c| c.value(i).to_string()).collect());
         }
     }
     Ok(out)
@@ -61,10 +56,13 @@ pub async fn verify(store: &Store, epoch: u64, partitions: usize) -> Result<Veri
     .ok_or_else(|| Error::Corrupt(format!("epochs has no row for epoch {epoch}")))?;
     let (digest, inputs_digest, prev_digest) = (&row[0], &row[1], &row[2]);
     if epoch > 0 {
-        let prev = strings(&ctx, &format!("SELECT digest FROM epochs WHERE epoch = {}", epoch - 1))
-            .await?
-            .pop()
-            .ok_or_else(|| Error::Corrupt(format!("epochs has no row for epoch {}", epoch - 1)))?;
+        let prev = strings(
+            &ctx,
+            &format!("SELECT digest FROM epochs WHERE epoch = {}", epoch - 1),
+        )
+        .await?
+        .pop()
+        .ok_or_else(|| Error::Corrupt(format!("epochs has no row for epoch {}", epoch - 1)))?;
         if &prev[0] != prev_digest {
             return Err(Error::VerifyMismatch {
                 epoch,
@@ -76,11 +74,14 @@ pub async fn verify(store: &Store, epoch: u64, partitions: usize) -> Result<Veri
             });
         }
     }
-    let recorded: Recorded = strings(&ctx, &format!("SELECT object, sha256 FROM inputs WHERE epoch = {epoch}"))
-        .await?
-        .into_iter()
-        .map(|r| (r[0].clone(), r[1].clone()))
-        .collect();
+    let recorded: Recorded = strings(
+        &ctx,
+        &format!("SELECT object, sha256 FROM inputs WHERE epoch = {epoch}"),
+    )
+    .await?
+    .into_iter()
+    .map(|r| (r[0].clone(), r[1].clone()))
+    .collect();
     let p = epoch::prepare(store, &net, &ledger, epoch, partitions, Some(&recorded)).await?;
     if &p.row.inputs_digest != inputs_digest {
         let now: HashMap<&str, &str> = p
@@ -99,7 +100,12 @@ pub async fn verify(store: &Store, epoch: u64, partitions: usize) -> Result<Veri
             detail: format!(
                 "its inputs changed since it ran ({} object(s) differ or are gone: {})",
                 changed.len(),
-                changed.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                changed
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         });
     }

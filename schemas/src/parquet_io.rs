@@ -68,7 +68,8 @@ pub fn decode(path: &str, bytes: Bytes) -> Result<Decoded> {
     for b in reader {
         batches.push(b.map_err(|e| err(e.to_string()))?);
     }
-    let batch = arrow::compute::concat_batches(&schema, &batches).map_err(|e| err(e.to_string()))?;
+    let batch =
+        arrow::compute::concat_batches(&schema, &batches).map_err(|e| err(e.to_string()))?;
     Ok(Decoded {
         schema,
         batch,

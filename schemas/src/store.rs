@@ -61,7 +61,9 @@ impl Store {
         };
         let location = location.trim();
         if location.is_empty() {
-            return Err(bad("it is empty; pass --store or set FACEBLOCK_STORE".into()));
+            return Err(bad(
+                "it is empty; pass --store or set FACEBLOCK_STORE".into()
+            ));
         }
         let looks_like_url = location.contains("://");
         if !looks_like_url {
@@ -104,7 +106,9 @@ impl Store {
             "memory" => {
                 let key = format!("{}{}", url.host_str().unwrap_or(""), url.path());
                 let mut m = memory_stores().lock().expect("memory store registry");
-                m.entry(key).or_insert_with(|| Arc::new(InMemory::new())).clone()
+                m.entry(key)
+                    .or_insert_with(|| Arc::new(InMemory::new()))
+                    .clone()
             }
             "s3" | "s3a" => {
                 let bucket = url
@@ -121,8 +125,8 @@ impl Store {
             }
             other => {
                 return Err(bad(format!(
-                    "unsupported scheme '{other}': use a directory path, file://, memory:// or s3://"
-                )))
+                "unsupported scheme '{other}': use a directory path, file://, memory:// or s3://"
+            )))
             }
         };
         Ok(Self { url, inner, prefix })
@@ -149,12 +153,18 @@ impl Store {
 
     /// The URL of a layout path, for Delta Lake table locations.
     pub fn url_of(&self, rel: &str) -> Url {
-        self.url.join(rel).expect("layout paths are valid URL paths")
+        self.url
+            .join(rel)
+            .expect("layout paths are valid URL paths")
     }
 
     /// The absolute object path of a layout path.
     pub fn path(&self, rel: &str) -> Path {
-        let mut parts: Vec<String> = self.prefix.parts().map(|p| p.as_ref().to_string()).collect();
+        let mut parts: Vec<String> = self
+            .prefix
+            .parts()
+            .map(|p| p.as_ref().to_string())
+            .collect();
         parts.extend(rel.split('/').filter(|s| !s.is_empty()).map(str::to_string));
         Path::from_iter(parts)
     }
@@ -261,8 +271,14 @@ mod tests {
     async fn memory_round_trip_and_conditional_put() {
         let s = Store::open("memory://unit-test/net").unwrap();
         assert!(s.get_opt("a/b").await.unwrap().is_none());
-        assert!(s.put_if_absent("a/b", Bytes::from_static(b"1")).await.unwrap());
-        assert!(!s.put_if_absent("a/b", Bytes::from_static(b"2")).await.unwrap());
+        assert!(s
+            .put_if_absent("a/b", Bytes::from_static(b"1"))
+            .await
+            .unwrap());
+        assert!(!s
+            .put_if_absent("a/b", Bytes::from_static(b"2"))
+            .await
+            .unwrap());
         assert_eq!(s.get("a/b").await.unwrap(), Bytes::from_static(b"1"));
         let l = s.list("a").await.unwrap();
         assert_eq!(l.len(), 1);
@@ -283,6 +299,9 @@ mod tests {
     fn plain_paths_become_file_urls() {
         let s = Store::open("/tmp/fb-some-net").unwrap();
         assert_eq!(s.url().as_str(), "file:///tmp/fb-some-net/");
-        assert_eq!(s.path("ledger/state").as_ref(), "tmp/fb-some-net/ledger/state");
+        assert_eq!(
+            s.path("ledger/state").as_ref(),
+            "tmp/fb-some-net/ledger/state"
+        );
     }
 }

@@ -74,18 +74,33 @@ pub fn parse_csv(text: &str) -> Result<(Vec<u32>, Vec<f64>)> {
     Ok((dst, w))
 }
 
-/// Signs and uploads a weight row for `uid` in `epoch`. `fisher` asks the
-/// coordinator to use the peer's measured Fisher scores instead of `dst/weight`.
+/// What a weight submission carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Row {
+    /// Weights set by the peer: destination uids and raw (unnormalised) weights.
+    Explicit {
+        /// Destination uids.
+        dst: Vec<u32>,
+        /// Raw weights.
+        weight: Vec<f64>,
+    },
+    /// Use the Fisher scores the coordinator measured for this peer.
+    Fisher,
+}
+
+/// Signs and uploads a weight row for `uid` in `epoch`.
 pub async fn weights(
     store: &Store,
     net: &NetworkFile,
     key: &Keypair,
     uid: u32,
     epoch: u64,
-    dst: &[u32],
-    weight: &[f64],
-    fisher: bool,
+    row: &Row,
 ) -> Result<String> {
+    let (dst, weight, fisher): (&[u32], &[f64], bool) = match row {
+        Row::Explicit { dst, weight } => (dst, weight, false),
+        Row::Fisher => (&[], &[], true),
+    };
     let batch = schema::weights_batch(dst, weight);
     let ctx = SignContext {
         kind: Kind::Weights,

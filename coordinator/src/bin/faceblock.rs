@@ -91,7 +91,11 @@ fn main() -> ExitCode {
         .init();
     let partitions = cli
         .partitions
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        })
         .max(1);
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(partitions)
@@ -135,8 +139,8 @@ async fn run(cli: Cli, partitions: usize) -> anyhow::Result<ExitCode> {
             };
             let text = std::fs::read_to_string(&genesis)
                 .with_context(|| format!("cannot read genesis file {}", genesis.display()))?;
-            let genesis = Genesis::from_csv(&text)
-                .with_context(|| format!("in {}", genesis.display()))?;
+            let genesis =
+                Genesis::from_csv(&text).with_context(|| format!("in {}", genesis.display()))?;
             let n = genesis.peers.len();
             let net = init::init(&store, params, genesis).await?;
             println!(
@@ -149,7 +153,11 @@ async fn run(cli: Cli, partitions: usize) -> anyhow::Result<ExitCode> {
             EpochCommand::Run { epoch, timings } => {
                 let out = epoch::run(&store, &RunOptions { epoch, partitions }).await?;
                 match out {
-                    Outcome::Committed { row, digest, phases } => {
+                    Outcome::Committed {
+                        row,
+                        digest,
+                        phases,
+                    } => {
                         println!(
                             "epoch {} committed: {} peers, {} rows in force ({} accepted, {} rejected), emission {}, loss {:.6}, k {} -> {}, digest {}",
                             row.epoch,

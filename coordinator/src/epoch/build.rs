@@ -118,7 +118,12 @@ impl EpochRow {
     }
 
     /// The `epochs` batch, with its digest and commit time.
-    pub fn batch(&self, digest: &str, version: &str, committed_at_us: i64) -> Result<Vec<RecordBatch>> {
+    pub fn batch(
+        &self,
+        digest: &str,
+        version: &str,
+        committed_at_us: i64,
+    ) -> Result<Vec<RecordBatch>> {
         let i = |x: u64| i64s([x as i64]);
         let ts = TimestampMicrosecondArray::from(vec![committed_at_us]).with_timezone("UTC");
         chunked(

@@ -61,7 +61,11 @@ pub async fn prepare(
     let (requests, mut rejections, mut inputs) =
         ingest::read_join_requests(store, net, &old, only).await?;
     let mut peers = prev.peers.clone();
-    let mut new_peers: Vec<Peer> = if epoch == 0 { prev.peers.clone() } else { vec![] };
+    let mut new_peers: Vec<Peer> = if epoch == 0 {
+        prev.peers.clone()
+    } else {
+        vec![]
+    };
     let mut next = old.next_uid();
     for r in requests {
         let p = Peer {
@@ -125,8 +129,16 @@ pub async fn prepare(
     }
     let bonds = {
         let (h, p, b) = rows::sort_triples(
-            prev.bonds.0.iter().map(|u| registry.index(*u).unwrap_or(u32::MAX)).collect(),
-            prev.bonds.1.iter().map(|u| registry.index(*u).unwrap_or(u32::MAX)).collect(),
+            prev.bonds
+                .0
+                .iter()
+                .map(|u| registry.index(*u).unwrap_or(u32::MAX))
+                .collect(),
+            prev.bonds
+                .1
+                .iter()
+                .map(|u| registry.index(*u).unwrap_or(u32::MAX))
+                .collect(),
             prev.bonds.2,
         );
         if h.iter().chain(&p).any(|i| *i == u32::MAX) {
@@ -284,7 +296,7 @@ pub enum Outcome {
     /// This run committed the epoch.
     Committed {
         /// The `epochs` row.
-        row: EpochRow,
+        row: Box<EpochRow>,
         /// Its digest.
         digest: String,
         /// Where time went.
@@ -358,7 +370,7 @@ pub async fn run(store: &Store, opts: &RunOptions) -> Result<Outcome> {
     p.phases.commit = t.elapsed();
     info!(digest = %p.digest, timings = %p.phases.summary(), "epoch committed");
     Ok(Outcome::Committed {
-        row: p.row,
+        row: Box::new(p.row),
         digest: p.digest,
         phases: p.phases,
     })
@@ -373,15 +385,25 @@ pub async fn publish(store: &Store, ledger: &Ledger, epoch: u64) -> Result<()> {
     use faceblock_schemas::head::{Head, UidMarker};
     use faceblock_schemas::layout;
     let ctx = ledger.session(Some(epoch), 1).await?;
-    let rows = Ledger::query(&ctx, &format!("SELECT k_next FROM epochs WHERE epoch = {epoch}")).await?;
+    let rows = Ledger::query(
+        &ctx,
+        &format!("SELECT k_next FROM epochs WHERE epoch = {epoch}"),
+    )
+    .await?;
     let k = rows
         .iter()
         .find(|b| b.num_rows() > 0)
         .map(|b| b.column(0).as_primitive::<Int64Type>().value(0) as u32)
         .ok_or_else(|| Error::Corrupt(format!("epochs has no row for committed epoch {epoch}")))?;
-    let head = Head { open_epoch: epoch + 1, k };
+    let head = Head {
+        open_epoch: epoch + 1,
+        k,
+    };
     store
-        .put(layout::HEAD, serde_json::to_vec(&head).expect("head serialises").into())
+        .put(
+            layout::HEAD,
+            serde_json::to_vec(&head).expect("head serialises").into(),
+        )
         .await?;
     let joined = Ledger::query(
         &ctx,
@@ -389,18 +411,29 @@ pub async fn publish(store: &Store, ledger: &Ledger, epoch: u64) -> Result<()> {
     )
     .await?;
     let net = NetworkFile::load(store).await?;
-    let genesis: std::collections::HashSet<&str> =
-        net.genesis.peers.iter().map(|p| p.public_key.as_str()).collect();
+    let genesis: std::collections::HashSet<&str> = net
+        .genesis
+        .peers
+        .iter()
+        .map(|p| p.public_key.as_str())
+        .collect();
     for b in joined {
+        let keys = crate::ledger::string_col(&b, 1)?;
         for i in 0..b.num_rows() {
             let uid = b.column(0).as_primitive::<Int64Type>().value(i) as u32;
-            let pk = b.column(1).as_string::<i32>().value(i);
+            let pk = keys.value(i);
             if genesis.contains(pk) {
                 continue;
             }
-            let m = UidMarker { uid, registered_epoch: epoch };
+            let m = UidMarker {
+                uid,
+                registered_epoch: epoch,
+            };
             store
-                .put(&layout::uid_marker(pk), serde_json::to_vec(&m).expect("marker serialises").into())
+                .put(
+                    &layout::uid_marker(pk),
+                    serde_json::to_vec(&m).expect("marker serialises").into(),
+                )
                 .await?;
         }
     }

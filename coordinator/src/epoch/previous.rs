@@ -42,7 +42,12 @@ fn uid(v: i64) -> Result<u32> {
 }
 
 /// Loads the state epoch `epoch` starts from.
-pub async fn load(net: &NetworkFile, ledger: &Ledger, epoch: u64, partitions: usize) -> Result<Previous> {
+pub async fn load(
+    net: &NetworkFile,
+    ledger: &Ledger,
+    epoch: u64,
+    partitions: usize,
+) -> Result<Previous> {
     if epoch == 0 {
         let mut p = Previous {
             k: net.params.k_initial,
@@ -64,25 +69,41 @@ pub async fn load(net: &NetworkFile, ledger: &Ledger, epoch: u64, partitions: us
     let ctx = ledger.session(Some(e), partitions).await?;
     let mut p = Previous::default();
 
-    let rows = Ledger::query(&ctx, &format!("SELECT k_next, digest FROM epochs WHERE epoch = {e}")).await?;
+    let rows = Ledger::query(
+        &ctx,
+        &format!("SELECT k_next, digest FROM epochs WHERE epoch = {e}"),
+    )
+    .await?;
     let row = rows
         .iter()
         .find(|b| b.num_rows() > 0)
         .ok_or_else(|| Error::Corrupt(format!("epochs has no row for committed epoch {e}")))?;
     p.k = u32::try_from(col_i64(row, 0).value(0)).map_err(|_| Error::Corrupt("k_next".into()))?;
-    p.prev_digest = row.column(1).as_string::<i32>().value(0).to_string();
+    p.prev_digest = crate::ledger::string_col(row, 1)?.value(0).to_string();
 
-    for b in Ledger::query(&ctx, "SELECT uid, public_key, modality, registered_epoch FROM registry").await? {
+    for b in Ledger::query(
+        &ctx,
+        "SELECT uid, public_key, modality, registered_epoch FROM registry",
+    )
+    .await?
+    {
+        let keys = crate::ledger::string_col(&b, 1)?;
+        let modality = crate::ledger::string_col(&b, 2)?;
         for i in 0..b.num_rows() {
             p.peers.push(Peer {
                 uid: uid(col_i64(&b, 0).value(i))?,
-                public_key: PublicKey::from_hex(b.column(1).as_string::<i32>().value(i))?,
-                modality: b.column(2).as_string::<i32>().value(i).to_string(),
+                public_key: PublicKey::from_hex(keys.value(i))?,
+                modality: modality.value(i).to_string(),
                 registered_epoch: col_i64(&b, 3).value(i) as u64,
             });
         }
     }
-    for b in Ledger::query(&ctx, &format!("SELECT uid, stake, weights_epoch FROM state WHERE epoch = {e}")).await? {
+    for b in Ledger::query(
+        &ctx,
+        &format!("SELECT uid, stake, weights_epoch FROM state WHERE epoch = {e}"),
+    )
+    .await?
+    {
         let we = col_i64(&b, 2);
         for i in 0..b.num_rows() {
             let u = uid(col_i64(&b, 0).value(i))?;
@@ -92,8 +113,16 @@ pub async fn load(net: &NetworkFile, ledger: &Ledger, epoch: u64, partitions: us
             }
         }
     }
-    p.weights = triples(&ctx, &format!("SELECT src, dst, weight FROM weights WHERE epoch = {e}")).await?;
-    p.bonds = triples(&ctx, &format!("SELECT holder, peer, bond FROM bonds WHERE epoch = {e}")).await?;
+    p.weights = triples(
+        &ctx,
+        &format!("SELECT src, dst, weight FROM weights WHERE epoch = {e}"),
+    )
+    .await?;
+    p.bonds = triples(
+        &ctx,
+        &format!("SELECT holder, peer, bond FROM bonds WHERE epoch = {e}"),
+    )
+    .await?;
     Ok(p)
 }
 
@@ -103,7 +132,11 @@ async fn triples(
 ) -> Result<(Vec<u32>, Vec<u32>, Vec<f64>)> {
     let batches = Ledger::query(ctx, sql).await?;
     let n: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let (mut a, mut b, mut c) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut a, mut b, mut c) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     for batch in &batches {
         for v in col_i64(batch, 0).values() {
             a.push(uid(*v)?);

@@ -88,7 +88,9 @@ pub fn in_force(
             if !r.dst.is_empty() {
                 out.rows += 1;
             }
-            out.edges.src.extend(std::iter::repeat_n(i as u32, r.dst.len()));
+            out.edges
+                .src
+                .extend(std::iter::repeat_n(i as u32, r.dst.len()));
             out.edges.dst.extend_from_slice(&r.dst);
             out.edges.weight.extend_from_slice(&r.weight);
             continue;

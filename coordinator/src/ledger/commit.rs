@@ -52,9 +52,9 @@ impl Ledger {
         let path = faceblock_schemas::layout::epoch_claim(epoch);
         match self.store().get_opt(&path).await? {
             None => Ok(None),
-            Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-                Error::Corrupt(format!("claim {path} is not valid JSON: {e}"))
-            }),
+            Some(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| Error::Corrupt(format!("claim {path} is not valid JSON: {e}"))),
         }
     }
 
@@ -86,7 +86,8 @@ impl Ledger {
         Ok(())
     }
 
-    async fn commit_table(&self, name: &str, epoch: u64, adds: Vec<Add>) -> Result<()> {
+    /// Commits one table's files for `epoch` unless it already holds them.
+    pub async fn commit_table(&self, name: &str, epoch: u64, adds: Vec<Add>) -> Result<()> {
         let err = |source| Error::Ledger {
             table: name.to_string(),
             source,

@@ -53,7 +53,9 @@ impl Ledger {
     }
 
     fn builder(&self, table: &str) -> Result<DeltaTableBuilder> {
-        let url = self.store.url_of(&format!("{}/", layout::ledger_table(table)));
+        let url = self
+            .store
+            .url_of(&format!("{}/", layout::ledger_table(table)));
         Ok(DeltaTableBuilder::from_url(url.clone())
             .map_err(ledger_err(table))?
             .with_storage_backend(self.store.object_store(), url))
@@ -61,10 +63,7 @@ impl Ledger {
 
     /// Loads a table at its latest version.
     pub async fn table(&self, table: &str) -> Result<DeltaTable> {
-        self.builder(table)?
-            .load()
-            .await
-            .map_err(ledger_err(table))
+        self.builder(table)?.load().await.map_err(ledger_err(table))
     }
 
     /// Creates every table that does not exist yet (idempotent).
@@ -127,7 +126,7 @@ impl Ledger {
             let t = self.table(name).await?;
             t.update_datafusion_session(&ctx.state())
                 .map_err(ledger_err(name))?;
-            let provider = t.table_provider().await.map_err(ledger_err(name))?;
+            let provider = t.table_provider().await?;
             let raw = format!("__ledger_{name}");
             ctx.register_table(raw.as_str(), provider)?;
             ctx.sql(&format!(
@@ -141,10 +140,7 @@ impl Ledger {
     }
 
     /// Runs a query and collects it.
-    pub async fn query(
-        ctx: &SessionContext,
-        sql: &str,
-    ) -> Result<Vec<arrow::array::RecordBatch>> {
+    pub async fn query(ctx: &SessionContext, sql: &str) -> Result<Vec<arrow::array::RecordBatch>> {
         Ok(ctx.sql(sql).await?.collect().await?)
     }
 
@@ -152,4 +148,15 @@ impl Ledger {
     pub fn arc(&self) -> Arc<Self> {
         Arc::new(self.clone())
     }
+}
+
+/// A string column of a query result as plain Utf8 (DataFusion may hand out
+/// Utf8View or dictionary-encoded strings).
+pub fn string_col(
+    batch: &arrow::array::RecordBatch,
+    i: usize,
+) -> Result<arrow::array::StringArray> {
+    use arrow::array::AsArray;
+    let c = arrow::compute::cast(batch.column(i), &arrow::datatypes::DataType::Utf8)?;
+    Ok(c.as_string::<i32>().clone())
 }

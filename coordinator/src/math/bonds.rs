@@ -41,7 +41,12 @@ pub fn accumulate(prev: &Bonds, stake: &[u64], edges: &Edges) -> Bonds {
                 a += 1;
             }
             (_, Some(y)) => {
-                push(&mut out, y.0, y.1, stake[y.0 as usize] as f64 * edges.weight[b]);
+                push(
+                    &mut out,
+                    y.0,
+                    y.1,
+                    stake[y.0 as usize] as f64 * edges.weight[b],
+                );
                 b += 1;
             }
             (None, None) => unreachable!("loop condition"),

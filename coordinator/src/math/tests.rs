@@ -1,4 +1,5 @@
 //! Small networks worked out by hand, then properties over random networks.
+#![allow(clippy::needless_range_loop, clippy::type_complexity)]
 
 use super::*;
 use faceblock_schemas::Params;
@@ -10,7 +11,7 @@ fn sigma(x: f64) -> f64 {
 
 fn edges(rows: &[(u32, u32, f64)]) -> Edges {
     let mut r = rows.to_vec();
-    r.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    r.sort_by_key(|a| (a.0, a.1));
     Edges {
         src: r.iter().map(|x| x.0).collect(),
         dst: r.iter().map(|x| x.1).collect(),
@@ -39,7 +40,13 @@ fn close(a: f64, b: f64) {
 /// Three peers, stake 100/100/200; rows 0→{1:1}, 1→{0:.5,2:.5}, 2→{0:.5,1:.5}.
 #[test]
 fn three_peers_by_hand() {
-    let e = edges(&[(0, 1, 1.0), (1, 0, 0.5), (1, 2, 0.5), (2, 0, 0.5), (2, 1, 0.5)]);
+    let e = edges(&[
+        (0, 1, 1.0),
+        (1, 0, 0.5),
+        (1, 2, 0.5),
+        (2, 0, 0.5),
+        (2, 1, 0.5),
+    ]);
     let o = run(&[100, 100, 200], &e, &Bonds::default(), 1);
     // ŝ = [.25, .25, .5]
     assert_eq!(o.stake_hat, vec![0.25, 0.25, 0.5]);
@@ -103,7 +110,10 @@ fn bonds_accumulate_across_epochs() {
     // β01 = 110/140, β11 = 30/140, β10 = 1.
     let d0 = 110.0 / 140.0 * o.incentive[1];
     close(o.dividends[0], d0);
-    close(o.dividends[1], o.incentive[0] + 30.0 / 140.0 * o.incentive[1]);
+    close(
+        o.dividends[1],
+        o.incentive[0] + 30.0 / 140.0 * o.incentive[1],
+    );
 }
 
 /// A disjoint cabal (20 % of stake, voting only for itself) loses stake share.
@@ -127,8 +137,8 @@ fn disjoint_cabal_loses_share() {
     close(o.consensus[4], sigma(-4.0));
     let cabal_em: u64 = o.emission[4] + o.emission[5];
     let cabal_share_before = 0.2;
-    let cabal_share_after = (o.stake_after[4] + o.stake_after[5]) as f64
-        / o.stake_after.iter().sum::<u64>() as f64;
+    let cabal_share_after =
+        (o.stake_after[4] + o.stake_after[5]) as f64 / o.stake_after.iter().sum::<u64>() as f64;
     assert!(cabal_share_after < cabal_share_before);
     assert!((cabal_em as f64) < 0.05 * 1e9, "cabal got {cabal_em}");
     assert!(o.loss < 0.0);
@@ -139,7 +149,10 @@ fn disjoint_cabal_loses_share() {
 fn zero_stake_peer() {
     let e = edges(&[(0, 1, 1.0), (2, 0, 1.0)]);
     let o = run(&[100, 100, 0], &e, &Bonds::default(), 1);
-    assert_eq!(o.rank[0], 0.0, "peer 2 has no stake, so its vote for 0 counts 0");
+    assert_eq!(
+        o.rank[0], 0.0,
+        "peer 2 has no stake, so its vote for 0 counts 0"
+    );
     assert_eq!(o.trust[0], 0.0);
     close(o.rank[1], 0.5);
     close(o.incentive[1], 1.0);

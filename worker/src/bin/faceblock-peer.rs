@@ -82,7 +82,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_key(path: &PathBuf) -> anyhow::Result<Keypair> {
+fn load_key(path: &std::path::Path) -> anyhow::Result<Keypair> {
     Keypair::load(path).with_context(|| "create one with `faceblock-peer keygen --out FILE`")
 }
 
@@ -116,21 +116,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let uid = identity::uid(&store, &net, &key.public()).await?;
             let head = identity::head(&store, &net).await?;
             let epoch = epoch.unwrap_or(head.open_epoch);
-            let fisher = source.is_some();
-            let (dst, w) = match (set, file) {
-                (Some(s), None) => submit::parse_set(&s)?,
-                (None, Some(f)) => {
+            let row = match (set, file, source) {
+                (Some(s), None, None) => {
+                    let (dst, weight) = submit::parse_set(&s)?;
+                    submit::Row::Explicit { dst, weight }
+                }
+                (None, Some(f), None) => {
                     let text = std::fs::read_to_string(&f)
                         .with_context(|| format!("cannot read {}", f.display()))?;
-                    submit::parse_csv(&text).with_context(|| format!("in {}", f.display()))?
+                    let (dst, weight) =
+                        submit::parse_csv(&text).with_context(|| format!("in {}", f.display()))?;
+                    submit::Row::Explicit { dst, weight }
                 }
-                (None, None) if fisher => (vec![], vec![]),
-                _ => anyhow::bail!("give the row with --set, --file or --source fisher"),
+                (None, None, Some(_)) => submit::Row::Fisher,
+                _ => anyhow::bail!("give the row with one of --set, --file or --source fisher"),
             };
-            let path = submit::weights(&store, &net, &key, uid, epoch, &dst, &w, fisher).await?;
+            let entries = match &row {
+                submit::Row::Explicit { dst, .. } => dst.len(),
+                submit::Row::Fisher => 0,
+            };
+            let path = submit::weights(&store, &net, &key, uid, epoch, &row).await?;
             println!(
                 "weights for uid {uid}, epoch {epoch} ({} entries) written to {path}; k this epoch is {}",
-                dst.len(),
+                entries,
                 head.k
             );
         }

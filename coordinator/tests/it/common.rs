@@ -1,0 +1,178 @@
+//! Helpers: run the binaries, build small networks on a temporary store.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use faceblock_schemas::schema::{EPOCH_KEY, SIGNATURE_KEY};
+use faceblock_schemas::signing::{Kind, SignContext};
+use faceblock_schemas::{layout, parquet_io, Keypair, NetworkFile, Store};
+
+pub fn faceblock() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_faceblock"))
+}
+
+pub fn peer_bin() -> PathBuf {
+    let p = faceblock().with_file_name(format!("faceblock-peer{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        p.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` so both binaries are built",
+        p.display()
+    );
+    p
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Self {
+        let r = Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        };
+        assert!(
+            !r.stderr.contains("panicked"),
+            "a binary panicked:\n{}",
+            r.stderr
+        );
+        r
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+pub fn run(bin: &Path, store: &str, args: &[&str]) -> Run {
+    let o = Command::new(bin)
+        .args(args)
+        .env("FACEBLOCK_STORE", store)
+        .env_remove("FACEBLOCK_PARTITIONS")
+        .output()
+        .expect("binary runs");
+    Run::from(o)
+}
+
+pub fn fb(store: &str, args: &[&str]) -> Run {
+    run(&faceblock(), store, args)
+}
+
+pub fn peer(store: &str, args: &[&str]) -> Run {
+    run(&peer_bin(), store, args)
+}
+
+/// A network of `n` genesis peers on a fresh directory, keys made with `keygen`.
+pub struct Net {
+    pub dir: tempfile::TempDir,
+    pub store: String,
+    pub keys: Vec<PathBuf>,
+}
+
+impl Net {
+    pub fn new(n: usize, stakes: &[u64], params: &str) -> Net {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("net").display().to_string();
+        let mut csv = String::from("uid,public_key,stake\n");
+        let mut keys = Vec::new();
+        for i in 0..n {
+            let key = dir.path().join(format!("peer{i}.key"));
+            let pk = peer("", &["keygen", "--out", key.to_str().unwrap()]).ok();
+            csv.push_str(&format!(
+                "{i},{},{}\n",
+                pk.stdout.trim(),
+                stakes[i % stakes.len()]
+            ));
+            keys.push(key);
+        }
+        let genesis = dir.path().join("genesis.csv");
+        std::fs::write(&genesis, csv).unwrap();
+        let params_path = dir.path().join("params.toml");
+        std::fs::write(&params_path, params).unwrap();
+        fb(
+            &store,
+            &[
+                "init",
+                "--params",
+                params_path.to_str().unwrap(),
+                "--genesis",
+                genesis.to_str().unwrap(),
+            ],
+        )
+        .ok();
+        Net { dir, store, keys }
+    }
+
+    pub fn key(&self, i: usize) -> &str {
+        self.keys[i].to_str().unwrap()
+    }
+
+    pub fn set(&self, i: usize, row: &str) -> Run {
+        peer(
+            &self.store,
+            &["weights", "--key", self.key(i), "--set", row],
+        )
+        .ok()
+    }
+
+    pub fn sql_csv(&self, q: &str) -> Vec<Vec<String>> {
+        let r = fb(&self.store, &["sql", "--format", "csv", q]).ok();
+        r.stdout
+            .lines()
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.split(',').map(str::to_string).collect())
+            .collect()
+    }
+}
+
+/// Writes a weight file signed by `key` for (uid, epoch) at any path, to craft
+/// hostile inputs the peer binary would never write.
+pub async fn write_signed(
+    store: &Store,
+    key: &Keypair,
+    signed_uid: u32,
+    signed_epoch: u64,
+    path: &str,
+    batch: &arrow::array::RecordBatch,
+) {
+    let net = NetworkFile::load(store).await.unwrap();
+    let ctx = SignContext {
+        kind: Kind::Weights,
+        network_id: net.id(),
+        epoch: signed_epoch,
+        uid: signed_uid,
+    };
+    let sig = key.sign_batch(&ctx, &[], batch);
+    let bytes = parquet_io::encode(
+        path,
+        batch,
+        &[
+            (SIGNATURE_KEY, hex::encode(sig)),
+            (EPOCH_KEY, signed_epoch.to_string()),
+        ],
+    )
+    .unwrap();
+    store.put(path, bytes).await.unwrap();
+}
+
+pub fn weights_path(epoch: u64, uid: u32) -> String {
+    layout::weights(epoch, uid)
+}
+
+/// The digest printed by `epoch run`.
+pub fn digest_of(out: &str) -> String {
+    out.split("digest ")
+        .nth(1)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| panic!("no digest in: {out}"))
+}
