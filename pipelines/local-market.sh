@@ -19,7 +19,7 @@ if [ -e "$STORE" ]; then
   exit 1
 fi
 echo "building faceblock and faceblock-peer (debug) ..."
-cargo build --quiet --bins
+cargo test --workspace --no-run --quiet
 FB="$CARGO_TARGET_DIR/debug/faceblock"
 PEER="$CARGO_TARGET_DIR/debug/faceblock-peer"
 export FACEBLOCK_STORE="$STORE"

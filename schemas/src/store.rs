@@ -55,6 +55,12 @@ impl Store {
     /// Opens a store from a URL or a plain path. `memory://NAME` stores live as
     /// long as the process and are shared by every `open` of the same URL.
     pub fn open(location: &str) -> Result<Self> {
+        Self::open_with(location, &[])
+    }
+
+    /// Like [`Store::open`], with S3 settings that override the `AWS_*`
+    /// environment (keys as object_store names them, e.g. `aws_endpoint`).
+    pub fn open_with(location: &str, options: &[(&str, &str)]) -> Result<Self> {
         let bad = |reason: String| Error::StoreUrl {
             url: location.to_string(),
             reason,
@@ -77,13 +83,13 @@ impl Store {
             };
             let url = Url::from_directory_path(&abs)
                 .map_err(|_| bad("not a usable directory path".into()))?;
-            return Self::open_url(url, location);
+            return Self::open_url(url, location, options);
         }
         let url = Url::parse(location).map_err(|e| bad(e.to_string()))?;
-        Self::open_url(url, location)
+        Self::open_url(url, location, options)
     }
 
-    fn open_url(mut url: Url, original: &str) -> Result<Self> {
+    fn open_url(mut url: Url, original: &str, options: &[(&str, &str)]) -> Result<Self> {
         let bad = |reason: String| Error::StoreUrl {
             url: original.to_string(),
             reason,
@@ -116,11 +122,16 @@ impl Store {
                     .filter(|b| !b.is_empty())
                     .ok_or_else(|| bad("an s3 URL names a bucket: s3://bucket/prefix".into()))?
                     .to_string();
-                let s3 = AmazonS3Builder::from_env()
+                let mut b = AmazonS3Builder::from_env()
                     .with_bucket_name(&bucket)
-                    .with_retry(retry_config())
-                    .build()
-                    .map_err(|e| bad(e.to_string()))?;
+                    .with_retry(retry_config());
+                for (k, v) in options {
+                    let key = k
+                        .parse::<object_store::aws::AmazonS3ConfigKey>()
+                        .map_err(|e| bad(e.to_string()))?;
+                    b = b.with_config(key, *v);
+                }
+                let s3 = b.build().map_err(|e| bad(e.to_string()))?;
                 Arc::new(s3)
             }
             other => {

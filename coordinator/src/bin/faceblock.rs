@@ -118,7 +118,7 @@ fn main() -> ExitCode {
                 .downcast_ref::<faceblock_coordinator::Error>()
                 .map(|e| e.exit_code())
                 .unwrap_or(1);
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             ExitCode::from(code)
         }
     }
@@ -195,4 +195,17 @@ async fn run(cli: Cli, partitions: usize) -> anyhow::Result<ExitCode> {
         Command::Status { top } => print!("{}", status::report(&store, top).await?),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The error and its causes, each cause once (library errors already quote theirs).
+fn report(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let s = cause.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+    }
+    out
 }

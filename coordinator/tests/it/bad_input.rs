@@ -147,10 +147,13 @@ fn every_reason_code_is_recorded_and_honest_rows_survive() {
         store.put(&weights_path(1, 0), zero).await.unwrap();
     });
     fb(&net.store, &["epoch", "run"]).ok();
-    let r = net.sql_csv("SELECT uid, reason FROM rejections WHERE epoch = 1 AND object LIKE 'submissions/%'");
+    let r = net.sql_csv(
+        "SELECT uid, reason FROM rejections WHERE epoch = 1 AND object LIKE 'submissions/%'",
+    );
     assert_eq!(r, vec![vec!["0".to_string(), "wrong_epoch".into()]]);
     // A bad join request stays pending, and rejected, until its writer replaces it.
-    let j = net.sql_csv("SELECT count(*) FROM rejections WHERE epoch = 1 AND object LIKE 'registry/%'");
+    let j =
+        net.sql_csv("SELECT count(*) FROM rejections WHERE epoch = 1 AND object LIKE 'registry/%'");
     assert_eq!(j, vec![vec!["2".to_string()]]);
     let we = net.sql_csv("SELECT weights_epoch FROM state WHERE epoch = 1 AND uid = 0");
     assert_eq!(we, vec![vec!["0".to_string()]]);

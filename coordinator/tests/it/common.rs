@@ -53,22 +53,29 @@ impl Run {
     }
 }
 
-pub fn run(bin: &Path, store: &str, args: &[&str]) -> Run {
-    let o = Command::new(bin)
-        .args(args)
+pub fn command(bin: &Path, store: &str, env: &[(String, String)], args: &[&str]) -> Command {
+    let mut c = Command::new(bin);
+    c.args(args)
         .env("FACEBLOCK_STORE", store)
         .env_remove("FACEBLOCK_PARTITIONS")
-        .output()
-        .expect("binary runs");
-    Run::from(o)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    c
+}
+
+pub fn run_env(bin: &Path, store: &str, env: &[(String, String)], args: &[&str]) -> Run {
+    Run::from(
+        command(bin, store, env, args)
+            .output()
+            .expect("binary runs"),
+    )
 }
 
 pub fn fb(store: &str, args: &[&str]) -> Run {
-    run(&faceblock(), store, args)
+    run_env(&faceblock(), store, &[], args)
 }
 
 pub fn peer(store: &str, args: &[&str]) -> Run {
-    run(&peer_bin(), store, args)
+    run_env(&peer_bin(), store, &[], args)
 }
 
 /// A network of `n` genesis peers on a fresh directory, keys made with `keygen`.
@@ -76,12 +83,25 @@ pub struct Net {
     pub dir: tempfile::TempDir,
     pub store: String,
     pub keys: Vec<PathBuf>,
+    pub env: Vec<(String, String)>,
 }
 
 impl Net {
     pub fn new(n: usize, stakes: &[u64], params: &str) -> Net {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("net").display().to_string();
+        Net::on(dir, store, vec![], n, stakes, params)
+    }
+
+    /// A network on any store URL, with the environment its commands need.
+    pub fn on(
+        dir: tempfile::TempDir,
+        store: String,
+        env: Vec<(String, String)>,
+        n: usize,
+        stakes: &[u64],
+        params: &str,
+    ) -> Net {
         let mut csv = String::from("uid,public_key,stake\n");
         let mut keys = Vec::new();
         for i in 0..n {
@@ -98,8 +118,10 @@ impl Net {
         std::fs::write(&genesis, csv).unwrap();
         let params_path = dir.path().join("params.toml");
         std::fs::write(&params_path, params).unwrap();
-        fb(
+        run_env(
+            &faceblock(),
             &store,
+            &env,
             &[
                 "init",
                 "--params",
@@ -109,7 +131,12 @@ impl Net {
             ],
         )
         .ok();
-        Net { dir, store, keys }
+        Net {
+            dir,
+            store,
+            keys,
+            env,
+        }
     }
 
     pub fn key(&self, i: usize) -> &str {
@@ -117,15 +144,20 @@ impl Net {
     }
 
     pub fn set(&self, i: usize, row: &str) -> Run {
-        peer(
-            &self.store,
-            &["weights", "--key", self.key(i), "--set", row],
-        )
-        .ok()
+        self.peer(&["weights", "--key", self.key(i), "--set", row])
+            .ok()
+    }
+
+    pub fn fb(&self, args: &[&str]) -> Run {
+        run_env(&faceblock(), &self.store, &self.env, args)
+    }
+
+    pub fn peer(&self, args: &[&str]) -> Run {
+        run_env(&peer_bin(), &self.store, &self.env, args)
     }
 
     pub fn sql_csv(&self, q: &str) -> Vec<Vec<String>> {
-        let r = fb(&self.store, &["sql", "--format", "csv", q]).ok();
+        let r = self.fb(&["sql", "--format", "csv", q]).ok();
         r.stdout
             .lines()
             .skip(1)

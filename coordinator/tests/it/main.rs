@@ -1,8 +1,10 @@
 //! One integration-test binary (fewer links on two cores): the two binaries
-//! driven as a user would, and the library on every embedded store.
+//! driven as a user would, and the library on every store.
 
 mod bad_input;
 mod cli;
 mod common;
 mod recovery;
+mod s3;
+mod s3server;
 mod stores;
