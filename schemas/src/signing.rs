@@ -242,12 +242,19 @@ fn hash_array(h: &mut Sha256, a: &dyn Array) {
             h.update([a.is_valid(i) as u8]);
         }
     }
+    // Values are hashed as little-endian bytes; on little-endian machines that
+    // is the buffer itself, hashed in one call.
     macro_rules! prim {
-        ($t:ty) => {
-            for v in a.as_primitive::<$t>().values().iter() {
-                h.update(v.to_le_bytes());
+        ($t:ty) => {{
+            let values = a.as_primitive::<$t>().values();
+            if cfg!(target_endian = "little") {
+                h.update(values.inner().as_slice());
+            } else {
+                for v in values.iter() {
+                    h.update(v.to_le_bytes());
+                }
             }
-        };
+        }};
     }
     match a.data_type() {
         DataType::UInt8 => h.update(a.as_primitive::<UInt8Type>().values()),

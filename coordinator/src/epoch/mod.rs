@@ -360,9 +360,19 @@ pub async fn run(store: &Store, opts: &RunOptions) -> Result<Outcome> {
     };
     let epochs_batch = p.row.batch(&p.digest, VERSION, now)?;
     p.tables.push(("epochs", epochs_batch));
-    for (name, batches) in std::mem::take(&mut p.tables) {
-        let adds = ledger.stage(name, batches).await?;
-        claim.tables.insert(name.to_string(), adds);
+    // Tables are encoded in parallel (Parquet encoding is the heavy part).
+    let staging: Vec<_> = std::mem::take(&mut p.tables)
+        .into_iter()
+        .map(|(name, batches)| {
+            let ledger = ledger.clone();
+            tokio::spawn(async move { (name, ledger.stage(name, batches).await) })
+        })
+        .collect();
+    for task in staging {
+        let (name, adds) = task
+            .await
+            .map_err(|e| Error::Epoch(format!("staging a ledger table failed: {e}")))?;
+        claim.tables.insert(name.to_string(), adds?);
     }
     ledger.put_claim(&claim).await?;
     ledger.commit_claim(&claim).await?;
