@@ -25,14 +25,85 @@ fn seed(i: u32) -> [u8; 32] {
     s
 }
 
-/// Same shape as ../shared/bench/baseline_scipy.py: k distinct destinations
-/// per row, never the row itself.
-fn generate(root: &Path, n: u32, k: u32) -> anyhow::Result<()> {
+/// Peer i's row: k consecutive destinations after a random offset, random weights.
+fn row(n: u32, k: u32, base: u32, i: u32) -> (Vec<u32>, Vec<f64>) {
+    let mut r = rand::rngs::StdRng::seed_from_u64(i as u64 + 17);
+    let dst = (0..k)
+        .map(|j| ((i as u64 + base as u64 + j as u64) % n as u64) as u32)
+        .collect();
+    let w = (0..k).map(|_| r.gen::<f64>() + 0.01).collect();
+    (dst, w)
+}
+
+/// Stakes and row offsets of the network.
+fn bases(n: u32, k: u32) -> (Vec<u64>, Vec<u32>) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let stakes: Vec<u64> = (0..n)
         .map(|_| rng.gen_range(1_000_000_000..1_000_000_000_000))
         .collect();
     let bases: Vec<u32> = (0..n).map(|_| rng.gen_range(1..(n - k))).collect();
+    (stakes, bases)
+}
+
+/// For comparison: rank and trust alone as a DataFusion GROUP BY over the
+/// same edges (stake shares already joined in, which favours DataFusion).
+fn datafusion_rank_ms(n: u32, k: u32) -> anyhow::Result<f64> {
+    use arrow::array::{Float64Array, RecordBatch, UInt32Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+    use std::sync::Arc;
+    let (stakes, bases) = bases(n, k);
+    let total: f64 = stakes.iter().map(|s| *s as f64).sum();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("dst", DataType::UInt32, false),
+        Field::new("w", DataType::Float64, false),
+        Field::new("s", DataType::Float64, false),
+    ]));
+    let mut parts = vec![vec![], vec![]];
+    let per = 256usize.max(65_536 / k as usize);
+    let ids: Vec<u32> = (0..n).collect();
+    for (c, chunk) in ids.chunks(per).enumerate() {
+        let (mut d, mut w, mut s) = (vec![], vec![], vec![]);
+        for i in chunk {
+            let (dst, raw) = row(n, k, bases[*i as usize], *i);
+            let sum: f64 = raw.iter().sum();
+            d.extend(dst);
+            w.extend(raw.iter().map(|x| x / sum));
+            s.extend(std::iter::repeat_n(
+                stakes[*i as usize] as f64 / total,
+                k as usize,
+            ));
+        }
+        parts[c % 2].push(RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(UInt32Array::from(d)),
+                Arc::new(Float64Array::from(w)),
+                Arc::new(Float64Array::from(s)),
+            ],
+        )?);
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
+        ctx.register_table("e", Arc::new(MemTable::try_new(schema, parts)?))?;
+        let t = Instant::now();
+        let out = ctx
+            .sql("SELECT dst, sum(s * w) AS rank, sum(s) AS trust FROM e GROUP BY dst")
+            .await?
+            .collect()
+            .await?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        anyhow::ensure!(out.iter().map(|b| b.num_rows()).sum::<usize>() > 0);
+        Ok(ms)
+    })
+}
+
+/// Same shape as ../shared/bench/baseline_scipy.py: k distinct destinations
+/// per row, never the row itself.
+fn generate(root: &Path, n: u32, k: u32) -> anyhow::Result<()> {
+    let (stakes, bases) = bases(n, k);
     let keys: Vec<Keypair> = (0..n)
         .into_par_iter()
         .map(|i| Keypair::from_seed(seed(i)))
@@ -60,11 +131,7 @@ fn generate(root: &Path, n: u32, k: u32) -> anyhow::Result<()> {
     (0..n)
         .into_par_iter()
         .try_for_each(|i| -> anyhow::Result<()> {
-            let mut r = rand::rngs::StdRng::seed_from_u64(i as u64 + 17);
-            let dst: Vec<u32> = (0..k)
-                .map(|j| ((i as u64 + bases[i as usize] as u64 + j as u64) % n as u64) as u32)
-                .collect();
-            let w: Vec<f64> = (0..k).map(|_| r.gen::<f64>() + 0.01).collect();
+            let (dst, w) = row(n, k, bases[i as usize], i);
             let batch = weights_batch(&dst, &w);
             let ctx = SignContext {
                 kind: Kind::Weights,
@@ -163,7 +230,8 @@ fn main() -> anyhow::Result<()> {
         );
         println!("  {}", timings.trim_start_matches("timings: "));
         let arith = phase_ms(&timings, "arithmetic").unwrap_or(f64::NAN);
-        let py = Command::new("python3")
+        let python = std::env::var("FACEBLOCK_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+        let py = Command::new(&python)
             .arg(&scipy)
             .arg(n.to_string())
             .arg(k.to_string())
@@ -188,6 +256,12 @@ fn main() -> anyhow::Result<()> {
                 String::from_utf8_lossy(&o.stderr).trim()
             ),
             Err(e) => println!("  SciPy baseline not run: {e}"),
+        }
+        match datafusion_rank_ms(n, k) {
+            Ok(ms) => {
+                println!("  for comparison, rank+trust alone as a DataFusion GROUP BY: {ms:.0} ms")
+            }
+            Err(e) => println!("  DataFusion comparison failed: {e}"),
         }
     }
     Ok(())

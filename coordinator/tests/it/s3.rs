@@ -138,15 +138,15 @@ fn racing_coordinators_on_s3_commit_once() {
 
 /// Kills `epoch run` with SIGKILL at random moments; the rerun must reach the
 /// digest of an uninterrupted run, and `epochs` never shows half an epoch.
-fn crash_trials(trials: usize, make: &dyn Fn(usize) -> (Net, Net)) -> (usize, usize) {
+fn crash_trials(trials: usize, make: &dyn Fn(usize) -> (Net, Net)) -> (usize, usize, Duration) {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut killed_mid_run = 0;
     let mut finished_claims = 0;
+    let mut slowest = Duration::ZERO;
     for t in 0..trials {
         let (reference, victim) = make(t);
         let want = digest_of(&reference.fb(&["epoch", "run"]).ok().stdout);
-        let full = Instant::now();
         let mut child = command(&faceblock(), &victim.store, &victim.env, &["epoch", "run"])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -160,7 +160,6 @@ fn crash_trials(trials: usize, make: &dyn Fn(usize) -> (Net, Net)) -> (usize, us
         if !exited {
             killed_mid_run += 1;
         }
-        let _ = full;
         // Through `epochs`, an epoch is all there or not there.
         let seen = victim.sql_csv("SELECT count(*) FROM epochs");
         if seen == vec![vec!["1".to_string()]] {
@@ -178,7 +177,9 @@ fn crash_trials(trials: usize, make: &dyn Fn(usize) -> (Net, Net)) -> (usize, us
                 vec![vec!["0".to_string()]]
             );
         }
+        let t0 = Instant::now();
         let r = victim.fb(&["epoch", "run", "--epoch", "0"]).ok();
+        slowest = slowest.max(t0.elapsed());
         if r.stdout.contains("interrupted") {
             finished_claims += 1;
         }
@@ -190,7 +191,7 @@ fn crash_trials(trials: usize, make: &dyn Fn(usize) -> (Net, Net)) -> (usize, us
         );
         victim.fb(&["epoch", "verify", "--epoch", "0"]).ok();
     }
-    (killed_mid_run, finished_claims)
+    (killed_mid_run, finished_claims, slowest)
 }
 
 /// Two identical networks (same keys, same rows): one to run cleanly, one to crash.
@@ -259,8 +260,8 @@ fn sigkill_during_epoch_run_local_directory() {
             &format!("t{t}"),
         )
     };
-    let (killed, finished) = crash_trials(20, &make);
-    eprintln!("local: 20 trials, {killed} killed mid-run, {finished} finished from a claim");
+    let (killed, finished, slowest) = crash_trials(20, &make);
+    eprintln!("local: 20 trials, {killed} killed mid-run, {finished} finished from a claim, slowest recovery {slowest:?}");
     assert!(killed > 0, "no trial interrupted a run");
 }
 
@@ -273,8 +274,8 @@ fn sigkill_during_epoch_run_s3() {
             &format!("t{t}"),
         )
     };
-    let (killed, finished) = crash_trials(20, &make);
-    eprintln!("s3: 20 trials, {killed} killed mid-run, {finished} finished from a claim");
+    let (killed, finished, slowest) = crash_trials(20, &make);
+    eprintln!("s3: 20 trials, {killed} killed mid-run, {finished} finished from a claim, slowest recovery {slowest:?}");
     assert!(killed > 0, "no trial interrupted a run");
 }
 
