@@ -71,3 +71,19 @@ pub enum Error {
 
 /// Result with the shared [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error and its causes for a person: each cause once (errors that quote
+/// their source in their own message are not repeated).
+pub fn report(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cause = c.source();
+    }
+    out
+}

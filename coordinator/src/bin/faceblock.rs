@@ -15,11 +15,19 @@ use faceblock_schemas::{Genesis, Params, Store};
 /// Exit codes: 0 success (also: epoch already committed), 1 error,
 /// 2 usage, 3 `epoch verify` found a mismatch, 75 another coordinator
 /// claimed the epoch first (it commits it; retry later to see it).
+///
+/// Logs go to stderr; set FACEBLOCK_LOG=info (or debug) for more.
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
     /// Network root: a directory, file://, memory:// or s3://bucket/prefix.
-    #[arg(long, env = "FACEBLOCK_STORE", global = true, default_value = "")]
+    #[arg(
+        long,
+        env = "FACEBLOCK_STORE",
+        global = true,
+        default_value = "",
+        hide_default_value = true
+    )]
     store: String,
     /// Worker threads and DataFusion partitions (results never depend on it).
     #[arg(long, env = "FACEBLOCK_PARTITIONS", global = true)]
@@ -118,7 +126,7 @@ fn main() -> ExitCode {
                 .downcast_ref::<faceblock_coordinator::Error>()
                 .map(|e| e.exit_code())
                 .unwrap_or(1);
-            eprintln!("error: {}", report(&e));
+            eprintln!("error: {}", faceblock_schemas::error::report(e.as_ref()));
             ExitCode::from(code)
         }
     }
@@ -195,17 +203,4 @@ async fn run(cli: Cli, partitions: usize) -> anyhow::Result<ExitCode> {
         Command::Status { top } => print!("{}", status::report(&store, top).await?),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The error and its causes, each cause once (library errors already quote theirs).
-fn report(e: &anyhow::Error) -> String {
-    let mut out = e.to_string();
-    for cause in e.chain().skip(1) {
-        let s = cause.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-    }
-    out
 }

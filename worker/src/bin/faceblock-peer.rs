@@ -13,7 +13,13 @@ use faceblock_worker::{identity, submit};
 #[command(version, about)]
 struct Cli {
     /// Network root: a directory, file://, memory:// or s3://bucket/prefix.
-    #[arg(long, env = "FACEBLOCK_STORE", global = true, default_value = "")]
+    #[arg(
+        long,
+        env = "FACEBLOCK_STORE",
+        global = true,
+        default_value = "",
+        hide_default_value = true
+    )]
     store: String,
     #[command(subcommand)]
     command: Command,
@@ -76,7 +82,7 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", report(&e));
+            eprintln!("error: {}", faceblock_schemas::error::report(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -144,17 +150,4 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The error and its causes, each cause once (library errors already quote theirs).
-fn report(e: &anyhow::Error) -> String {
-    let mut out = e.to_string();
-    for cause in e.chain().skip(1) {
-        let s = cause.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-    }
-    out
 }
