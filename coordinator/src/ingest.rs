@@ -107,6 +107,35 @@ pub async fn fetch_all(
     concurrency: usize,
     progress: &indicatif::ProgressBar,
 ) -> Result<Vec<Fetched>> {
+    if store.local_path("").is_some() {
+        // A local directory: plain parallel reads are several times faster
+        // than one async request per file.
+        let read: Vec<Result<Option<Fetched>>> = objects
+            .into_par_iter()
+            .map(|object| {
+                let path = store.local_path(&object).expect("local store");
+                let r = match std::fs::read(&path) {
+                    Ok(b) => Ok(Some(Fetched {
+                        object,
+                        bytes: Bytes::from(b),
+                    })),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(source) => Err(faceblock_schemas::Error::Io {
+                        path: path.display().to_string(),
+                        source,
+                    }
+                    .into()),
+                };
+                progress.inc(1);
+                r
+            })
+            .collect();
+        let mut out = Vec::with_capacity(read.len());
+        for r in read {
+            out.extend(r?);
+        }
+        return Ok(out);
+    }
     let fetched: Vec<Option<Fetched>> = futures::stream::iter(objects)
         .map(|object| async move {
             let r = store.get_opt(&object).await;

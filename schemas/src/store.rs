@@ -169,6 +169,17 @@ impl Store {
             .expect("layout paths are valid URL paths")
     }
 
+    /// The local file behind a layout path, for stores on a local directory:
+    /// lets bulk readers skip the async machinery.
+    pub fn local_path(&self, rel: &str) -> Option<std::path::PathBuf> {
+        if self.url.scheme() != "file" {
+            return None;
+        }
+        let mut p = self.url.to_file_path().ok()?;
+        p.extend(rel.split('/').filter(|s| !s.is_empty()));
+        Some(p)
+    }
+
     /// The absolute object path of a layout path.
     pub fn path(&self, rel: &str) -> Path {
         let mut parts: Vec<String> = self

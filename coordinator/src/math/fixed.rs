@@ -4,16 +4,25 @@
 
 use rayon::prelude::*;
 
-/// Fractional bits for quantities that sum to at most about 1 (shares, ranks).
-pub const UNIT_FRAC: i32 = 90;
-/// Fractional bits for quantities in stake units (bonds), which may reach 2^90.
-pub const STAKE_FRAC: i32 = 32;
+/// Fractional bits for quantities that sum to at most about 1 (shares, ranks):
+/// every term then converts through a native f64→i64 instruction.
+pub const UNIT_FRAC: i32 = 62;
+/// Fractional bits for quantities in stake units (bonds): terms below 2^47
+/// units take the fast path, larger ones the exact i128 conversion.
+pub const STAKE_FRAC: i32 = 16;
 
 /// f64 → fixed point with `frac` fractional bits; scaling by a power of two is
-/// exact, the cast truncates toward zero and saturates.
+/// exact, the cast truncates toward zero and saturates. Values that fit i64
+/// use the hardware conversion (f64→i128 is a slow software routine); both
+/// paths give the same integer.
 #[inline]
 pub fn to_fx(x: f64, frac: i32) -> i128 {
-    (x * pow2(frac)) as i128
+    let v = x * pow2(frac);
+    if v.abs() < 9.2e18 {
+        v as i64 as i128
+    } else {
+        v as i128
+    }
 }
 
 /// Fixed point → f64 (one rounding to nearest).
