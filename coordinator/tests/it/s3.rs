@@ -194,11 +194,11 @@ fn crash_trials(trials: usize, make: &dyn Fn(usize) -> (Net, Net)) -> (usize, us
     (killed_mid_run, finished_claims, slowest)
 }
 
+/// A store URL and the environment its commands need.
+type StoreAndEnv = (String, Vec<(String, String)>);
+
 /// Two identical networks (same keys, same rows): one to run cleanly, one to crash.
-fn twin_nets(
-    make_store: &dyn Fn(&str) -> (String, Vec<(String, String)>),
-    tag: &str,
-) -> (Net, Net) {
+fn twin_nets(make_store: &dyn Fn(&str) -> StoreAndEnv, tag: &str) -> (Net, Net) {
     let a = {
         let (store, env) = make_store(&format!("{tag}-ref"));
         Net::on(

@@ -88,6 +88,7 @@ impl S3Server {
             let mut err = String::new();
             let _ = log.reopen().unwrap().read_to_string(&mut err);
             let _ = child.kill();
+            let _ = child.wait();
             eprintln!("S3 server did not start (retrying): {err}");
         }
         panic!("the loopback S3 server did not start");
