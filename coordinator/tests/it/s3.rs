@@ -138,7 +138,11 @@ fn racing_coordinators_on_s3_commit_once() {
 
 /// Kills `epoch run` with SIGKILL at random moments; the rerun must reach the
 /// digest of an uninterrupted run, and `epochs` never shows half an epoch.
-fn crash_trials(trials: usize, make: &dyn Fn(usize) -> (Net, Net)) -> (usize, usize, Duration) {
+fn crash_trials(
+    trials: usize,
+    max_delay_ms: u64,
+    make: &dyn Fn(usize) -> (Net, Net),
+) -> (usize, usize, Duration) {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut killed_mid_run = 0;
@@ -152,7 +156,7 @@ fn crash_trials(trials: usize, make: &dyn Fn(usize) -> (Net, Net)) -> (usize, us
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let delay = Duration::from_millis(rng.gen_range(0..1500));
+        let delay = Duration::from_millis(rng.gen_range(0..max_delay_ms));
         std::thread::sleep(delay);
         let exited = child.try_wait().unwrap().is_some();
         let _ = child.kill();
@@ -260,7 +264,8 @@ fn sigkill_during_epoch_run_local_directory() {
             &format!("t{t}"),
         )
     };
-    let (killed, finished, slowest) = crash_trials(20, &make);
+    // A local run takes about 300 ms: kill within that window.
+    let (killed, finished, slowest) = crash_trials(20, 300, &make);
     eprintln!("local: 20 trials, {killed} killed mid-run, {finished} finished from a claim, slowest recovery {slowest:?}");
     assert!(killed > 0, "no trial interrupted a run");
 }
@@ -274,7 +279,7 @@ fn sigkill_during_epoch_run_s3() {
             &format!("t{t}"),
         )
     };
-    let (killed, finished, slowest) = crash_trials(20, &make);
+    let (killed, finished, slowest) = crash_trials(20, 1500, &make);
     eprintln!("s3: 20 trials, {killed} killed mid-run, {finished} finished from a claim, slowest recovery {slowest:?}");
     assert!(killed > 0, "no trial interrupted a run");
 }
