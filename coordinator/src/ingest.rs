@@ -50,6 +50,19 @@ pub struct InputObject {
     pub sha256: String,
 }
 
+impl InputObject {
+    /// An object listed but not read (stray name, too large, unknown uid).
+    fn unread(object: String, uid: Option<u32>, kind: &'static str, bytes: u64) -> Self {
+        Self {
+            object,
+            uid,
+            kind,
+            bytes,
+            sha256: String::new(),
+        }
+    }
+}
+
 /// Where an accepted row's weights come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -179,25 +192,19 @@ pub async fn read_weights(
                 Reason::UnexpectedObject,
                 "submissions/epoch=<e>/weights/ holds only uid=<u>.parquet files",
             ));
-            out.inputs.push(InputObject {
-                object,
-                uid: None,
-                kind: "weights",
-                bytes: meta.size,
-                sha256: String::new(),
-            });
+            out.inputs
+                .push(InputObject::unread(object, None, "weights", meta.size));
             continue;
         };
         let unread = |reason, detail: String, out: &mut Ingested| {
             out.rejections
                 .push(reject(Some(uid), &object, reason, detail));
-            out.inputs.push(InputObject {
-                object: object.clone(),
-                uid: Some(uid),
-                kind: "weights",
-                bytes: meta.size,
-                sha256: String::new(),
-            });
+            out.inputs.push(InputObject::unread(
+                object.clone(),
+                Some(uid),
+                "weights",
+                meta.size,
+            ));
         };
         if meta.size > net.params.max_submission_bytes {
             unread(
@@ -567,13 +574,7 @@ pub async fn read_join_requests(
         }
         let name = object.rsplit('/').next().unwrap_or("").to_string();
         let unread_input = |inputs: &mut Vec<InputObject>| {
-            inputs.push(InputObject {
-                object: object.clone(),
-                uid: None,
-                kind: "join",
-                bytes: meta.size,
-                sha256: String::new(),
-            })
+            inputs.push(InputObject::unread(object.clone(), None, "join", meta.size))
         };
         let Some(hexkey) = layout::parse_join_file(&name) else {
             unread_input(&mut inputs);

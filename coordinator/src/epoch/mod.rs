@@ -328,7 +328,7 @@ pub async fn run(store: &Store, opts: &RunOptions) -> Result<Outcome> {
     let open = open_epoch(&ledger).await?;
     let epoch = match opts.epoch {
         Some(e) if e < open => {
-            publish(store, &ledger, open - 1).await?;
+            publish(store, &net, &ledger, open - 1).await?;
             return Ok(Outcome::AlreadyCommitted { epoch: e });
         }
         Some(e) if e > open => {
@@ -343,7 +343,7 @@ pub async fn run(store: &Store, opts: &RunOptions) -> Result<Outcome> {
     if let Some(claim) = ledger.claim(epoch).await? {
         info!(run = %claim.run, "finishing epoch claimed by an earlier run");
         ledger.commit_claim(&claim).await?;
-        publish(store, &ledger, epoch).await?;
+        publish(store, &net, &ledger, epoch).await?;
         return Ok(Outcome::Finished {
             epoch,
             digest: claim.digest,
@@ -376,7 +376,7 @@ pub async fn run(store: &Store, opts: &RunOptions) -> Result<Outcome> {
     }
     ledger.put_claim(&claim).await?;
     ledger.commit_claim(&claim).await?;
-    publish(store, &ledger, epoch).await?;
+    publish(store, &net, &ledger, epoch).await?;
     p.phases.commit = t.elapsed();
     info!(digest = %p.digest, timings = %p.phases.summary(), "epoch committed");
     Ok(Outcome::Committed {
@@ -389,7 +389,7 @@ pub async fn run(store: &Store, opts: &RunOptions) -> Result<Outcome> {
 /// After a commit: rewrite `network/head.json` and the uid markers of peers
 /// that joined in `epoch`, so peers can act without reading the ledger.
 /// Both are derived from the ledger and safe to rewrite.
-pub async fn publish(store: &Store, ledger: &Ledger, epoch: u64) -> Result<()> {
+pub async fn publish(store: &Store, net: &NetworkFile, ledger: &Ledger, epoch: u64) -> Result<()> {
     use arrow::array::AsArray;
     use arrow::datatypes::Int64Type;
     use faceblock_schemas::head::{Head, UidMarker};
@@ -420,7 +420,6 @@ pub async fn publish(store: &Store, ledger: &Ledger, epoch: u64) -> Result<()> {
         &format!("SELECT uid, public_key FROM registry WHERE epoch = {epoch}"),
     )
     .await?;
-    let net = NetworkFile::load(store).await?;
     let genesis: std::collections::HashSet<&str> = net
         .genesis
         .peers

@@ -14,8 +14,6 @@
 pub mod commit;
 pub mod tables;
 
-use std::sync::Arc;
-
 use datafusion::prelude::SessionContext;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::StructType;
@@ -142,11 +140,6 @@ impl Ledger {
     /// Runs a query and collects it.
     pub async fn query(ctx: &SessionContext, sql: &str) -> Result<Vec<arrow::array::RecordBatch>> {
         Ok(ctx.sql(sql).await?.collect().await?)
-    }
-
-    /// Shared handle for writers.
-    pub fn arc(&self) -> Arc<Self> {
-        Arc::new(self.clone())
     }
 }
 

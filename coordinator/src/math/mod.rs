@@ -117,7 +117,8 @@ pub fn compute(input: &Input<'_>, threads: usize) -> Output {
     let n = input.stake.len();
     let p = input.params;
     let stake_hat = rank::normalised_stake(input.stake);
-    let (rank, trust) = rank::rank_and_trust(n, &stake_hat, input.edges, threads);
+    let rank = rank::rank(n, &stake_hat, input.edges, threads);
+    let trust = trust::trust(n, &stake_hat, input.edges, threads);
     let consensus = consensus::consensus(&trust, p.rho, p.kappa);
     let incentive = incentive::incentive(&rank, &consensus);
     let bonds = bonds::accumulate(input.bonds, input.stake, input.edges);

@@ -1,5 +1,4 @@
-//! Normalised stake ŝ_i = S_i / ΣS, rank r_j = Σ_i ŝ_i·w_ij (R = Wᵀŝ) and
-//! trust t_j = Σ_i ŝ_i·[w_ij > 0] (Tᵀŝ). Rank and trust share one pass.
+//! Normalised stake ŝ_i = S_i / ΣS and rank r_j = Σ_i ŝ_i·w_ij (R = Wᵀŝ).
 
 use super::fixed::{self, UNIT_FRAC};
 use super::Edges;
@@ -14,22 +13,9 @@ pub fn normalised_stake(stake: &[u64]) -> Vec<f64> {
     stake.iter().map(|s| *s as f64 / t).collect()
 }
 
-/// r = Wᵀŝ and t = Tᵀŝ over the sparse edges.
-pub fn rank_and_trust(
-    n: usize,
-    stake_hat: &[f64],
-    edges: &Edges,
-    threads: usize,
-) -> (Vec<f64>, Vec<f64>) {
-    let rank = fixed::scatter_sum(n, &edges.dst, threads, UNIT_FRAC, |e| {
+/// r = Wᵀŝ over the sparse edges.
+pub fn rank(n: usize, stake_hat: &[f64], edges: &Edges, threads: usize) -> Vec<f64> {
+    fixed::scatter_sum(n, &edges.dst, threads, UNIT_FRAC, |e| {
         stake_hat[edges.src[e] as usize] * edges.weight[e]
-    });
-    let trust = fixed::scatter_sum(n, &edges.dst, threads, UNIT_FRAC, |e| {
-        if edges.weight[e] > 0.0 {
-            stake_hat[edges.src[e] as usize]
-        } else {
-            0.0
-        }
-    });
-    (rank, trust)
+    })
 }

@@ -1,10 +1,15 @@
-//! Trust t_j = Σ_i ŝ_i·[w_ij > 0]: the stake that set any weight on j. It is
-//! computed in the same pass as rank ([`super::rank::rank_and_trust`]); this
-//! module holds the standalone form for readers and tests.
+//! Trust t_j = Σ_i ŝ_i·[w_ij > 0] (Tᵀŝ): the stake that set any weight on j.
 
+use super::fixed::{self, UNIT_FRAC};
 use super::Edges;
 
-/// t = Tᵀŝ.
+/// t = Tᵀŝ over the sparse edges.
 pub fn trust(n: usize, stake_hat: &[f64], edges: &Edges, threads: usize) -> Vec<f64> {
-    super::rank::rank_and_trust(n, stake_hat, edges, threads).1
+    fixed::scatter_sum(n, &edges.dst, threads, UNIT_FRAC, |e| {
+        if edges.weight[e] > 0.0 {
+            stake_hat[edges.src[e] as usize]
+        } else {
+            0.0
+        }
+    })
 }

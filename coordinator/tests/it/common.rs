@@ -78,6 +78,25 @@ pub fn peer(store: &str, args: &[&str]) -> Run {
     run_env(&peer_bin(), store, &[], args)
 }
 
+/// `faceblock init` with the `params.toml` and `genesis.csv` kept in `files`.
+pub fn init(store: &str, env: &[(String, String)], files: &Path) {
+    let params = files.join("params.toml");
+    let genesis = files.join("genesis.csv");
+    run_env(
+        &faceblock(),
+        store,
+        env,
+        &[
+            "init",
+            "--params",
+            params.to_str().unwrap(),
+            "--genesis",
+            genesis.to_str().unwrap(),
+        ],
+    )
+    .ok();
+}
+
 /// A network of `n` genesis peers on a fresh directory, keys made with `keygen`.
 pub struct Net {
     pub dir: tempfile::TempDir,
@@ -118,19 +137,7 @@ impl Net {
         std::fs::write(&genesis, csv).unwrap();
         let params_path = dir.path().join("params.toml");
         std::fs::write(&params_path, params).unwrap();
-        run_env(
-            &faceblock(),
-            &store,
-            &env,
-            &[
-                "init",
-                "--params",
-                params_path.to_str().unwrap(),
-                "--genesis",
-                genesis.to_str().unwrap(),
-            ],
-        )
-        .ok();
+        init(&store, &env, dir.path());
         Net {
             dir,
             store,

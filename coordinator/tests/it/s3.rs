@@ -223,21 +223,7 @@ fn twin_nets(make_store: &dyn Fn(&str) -> StoreAndEnv, tag: &str) -> (Net, Net) 
             p
         })
         .collect();
-    let genesis = a.dir.path().join("genesis.csv");
-    let params = a.dir.path().join("params.toml");
-    run_env(
-        &faceblock(),
-        &store,
-        &env,
-        &[
-            "init",
-            "--params",
-            params.to_str().unwrap(),
-            "--genesis",
-            genesis.to_str().unwrap(),
-        ],
-    )
-    .ok();
+    init(&store, &env, a.dir.path());
     let b = Net {
         dir,
         store,
