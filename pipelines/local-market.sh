@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
-# A local market on a local directory: honest peers rank each other, a small
-# cabal ranks only itself; 20 epochs; prints each side's stake share.
+# A local market of learning peers on a local directory: N peers, each with
+# its own text, train candle models, query each other through the store, send
+# gradients back and set weights from their gating layers; the coordinator
+# closes each epoch. Prints per-epoch loss, Fisher rank, rank and stake share.
 #
 #   pipelines/local-market.sh [STORE_DIR]
 #
-# Settings (environment): HONEST (8), CABAL (3), EPOCHS (20), STAKE (1000000000 per peer).
+# Settings (environment):
+#   PEERS (4)    peers with generated text (styles: arithmetic, prose, records, code)
+#   EPOCHS (5)   epochs to run
+#   NOISE (0)    extra peers that answer with noise (an experiment: watch their share fall)
+#   DATA         a folder of your own text instead: each subfolder feeds one
+#                peer in turn (or every peer reads the whole folder if it has none)
+#   STAKE (1000000000 per peer), PEER_ARGS (extra faceblock-peer flags)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-HONEST=${HONEST:-8}
-CABAL=${CABAL:-3}
-EPOCHS=${EPOCHS:-20}
+PEERS=${PEERS:-4}
+EPOCHS=${EPOCHS:-5}
+NOISE=${NOISE:-0}
 STAKE=${STAKE:-1000000000}
+PEER_ARGS=${PEER_ARGS:-}
 STORE=${1:-${FACEBLOCK_STORE:-./local-market}}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/faceblock/target}"
 
@@ -18,48 +27,65 @@ if [ -e "$STORE" ]; then
   echo "error: $STORE already exists; remove it or name another directory" >&2
   exit 1
 fi
+if [ -n "${DATA:-}" ] && [ ! -d "$DATA" ]; then
+  echo "error: DATA=$DATA is not a folder" >&2
+  exit 1
+fi
 echo "building faceblock and faceblock-peer (debug) ..."
 cargo test --workspace --no-run --quiet
 FB="$CARGO_TARGET_DIR/debug/faceblock"
 PEER="$CARGO_TARGET_DIR/debug/faceblock-peer"
 export FACEBLOCK_STORE="$STORE"
-mkdir -p "$STORE/keys"
-N=$((HONEST + CABAL))
-echo "uid,public_key,stake" > "$STORE/keys/genesis.csv"
+N=$((PEERS + NOISE))
+mkdir -p "$STORE/peers"
+echo "uid,public_key,stake" > "$STORE/peers/genesis.csv"
+STYLES=(arithmetic prose records code)
+SUBDIRS=()
+if [ -n "${DATA:-}" ]; then
+  while IFS= read -r d; do SUBDIRS+=("$d"); done < <(find "$DATA" -mindepth 1 -maxdepth 1 -type d ! -name '.*' | sort)
+fi
 for ((i = 0; i < N; i++)); do
-  pk=$("$PEER" keygen --out "$STORE/keys/peer$i.key")
-  echo "$i,$pk,$STAKE" >> "$STORE/keys/genesis.csv"
+  dir="$STORE/peers/$i"
+  mkdir -p "$dir"
+  pk=$("$PEER" keygen --out "$dir/peer.key")
+  echo "$i,$pk,$STAKE" >> "$STORE/peers/genesis.csv"
+  if [ -n "${DATA:-}" ]; then
+    if [ ${#SUBDIRS[@]} -gt 0 ]; then
+      ln -s "$(cd "${SUBDIRS[$((i % ${#SUBDIRS[@]}))]}" && pwd)" "$dir/data"
+    else
+      ln -s "$(cd "$DATA" && pwd)" "$dir/data"
+    fi
+  else
+    "$PEER" text --out "$dir/data" --style "${STYLES[$((i % 4))]}" --seed "$i" > /dev/null
+  fi
 done
-"$FB" init --genesis "$STORE/keys/genesis.csv"
+"$FB" init --genesis "$STORE/peers/genesis.csv"
+behaviour() { if [ "$1" -ge "$PEERS" ]; then echo noise; else echo honest; fi; }
+step() {
+  local i=$1 phase=$2
+  # shellcheck disable=SC2086
+  "$PEER" step --key "$STORE/peers/$i/peer.key" --data "$STORE/peers/$i/data" \
+    --behaviour "$(behaviour "$i")" --phase "$phase" $PEER_ARGS
+}
 
-RANDOM=42
 for ((e = 0; e < EPOCHS; e++)); do
-  for ((i = 0; i < HONEST; i++)); do
-    row=""
-    for ((j = 0; j < HONEST; j++)); do
-      [ "$i" = "$j" ] && continue
-      row="$row${row:+,}$j=$((RANDOM % 9 + 1))"
-    done
-    "$PEER" weights --key "$STORE/keys/peer$i.key" --set "$row" > /dev/null
-  done
-  for ((i = HONEST; i < N; i++)); do
-    row=""
-    for ((j = HONEST; j < N; j++)); do
-      [ "$i" = "$j" ] && continue
-      row="$row${row:+,}$j=1"
-    done
-    "$PEER" weights --key "$STORE/keys/peer$i.key" --set "$row" > /dev/null
-  done
+  echo
+  echo "== epoch $e"
+  for ((i = 0; i < N; i++)); do step "$i" query > /dev/null; done
+  for ((i = 0; i < N; i++)); do step "$i" answer > /dev/null; done
+  for ((i = 0; i < N; i++)); do step "$i" learn > /dev/null; done
   "$FB" epoch run | sed 's/, digest.*//'
+  "$FB" sql "SELECT s.uid, round(m.loss, 4) AS loss, round(s.fisher_rank, 9) AS fisher_rank,
+      round(s.rank, 4) AS rank, round(s.stake_share, 4) AS stake_share
+    FROM state s LEFT JOIN metrics m ON m.epoch = s.epoch AND m.uid = s.uid
+    WHERE s.epoch = $e ORDER BY s.uid"
 done
 
 echo
-echo "stake share by epoch (honest: uids 0-$((HONEST - 1)), cabal: uids $HONEST-$((N - 1)))"
-"$FB" sql "SELECT epoch,
-    round(sum(CASE WHEN uid < $HONEST THEN stake_share ELSE 0 END), 4) AS honest_share,
-    round(sum(CASE WHEN uid >= $HONEST THEN stake_share ELSE 0 END), 4) AS cabal_share,
-    sum(CASE WHEN uid >= $HONEST THEN emission ELSE 0 END) AS cabal_emission
-  FROM state GROUP BY epoch ORDER BY epoch"
+echo "loss by epoch (each peer on its own text; nats per byte)"
+"$FB" sql "SELECT epoch, round(avg(loss), 4) AS mean_loss, round(min(loss), 4) AS best, round(max(loss), 4) AS worst
+  FROM metrics WHERE uid < $PEERS GROUP BY epoch ORDER BY epoch"
 "$FB" status --top 5
 "$FB" epoch verify --epoch $((EPOCHS - 1))
-echo "ledger tables are under $STORE/ledger; try: $FB --store $STORE sql \"SELECT * FROM epochs\""
+echo "ledger tables are under $STORE/ledger; peers' models under $STORE/peers/<uid>/peer.state"
+echo "try: $FB --store $STORE sql \"SELECT * FROM fisher WHERE epoch = $((EPOCHS - 1))\""

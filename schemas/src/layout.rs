@@ -49,6 +49,69 @@ pub fn parse_join_file(name: &str) -> Option<&str> {
     (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
 }
 
+/// Folder of everything peers exchanged in `epoch`.
+pub fn exchange_dir(epoch: u64) -> String {
+    format!("exchange/epoch={epoch}")
+}
+
+/// Peer `querier`'s query batch for `epoch`.
+pub fn queries(epoch: u64, querier: u32) -> String {
+    format!("{}/queries/uid={querier}.parquet", exchange_dir(epoch))
+}
+
+/// Folder of the query batches of `epoch`.
+pub fn queries_dir(epoch: u64) -> String {
+    format!("{}/queries", exchange_dir(epoch))
+}
+
+/// `f_i(x)` computed by `answerer` for `querier`'s examples.
+pub fn activations(epoch: u64, querier: u32, answerer: u32) -> String {
+    format!(
+        "{}/activations/query={querier}/uid={answerer}.parquet",
+        exchange_dir(epoch)
+    )
+}
+
+/// Folder of all activations of `epoch`.
+pub fn activations_dir(epoch: u64) -> String {
+    format!("{}/activations", exchange_dir(epoch))
+}
+
+/// `dL_querier/df_answerer(x)`, written by `querier`.
+pub fn gradients(epoch: u64, querier: u32, answerer: u32) -> String {
+    format!(
+        "{}/gradients/query={querier}/uid={answerer}.parquet",
+        exchange_dir(epoch)
+    )
+}
+
+/// Folder of all gradients of `epoch`.
+pub fn gradients_dir(epoch: u64) -> String {
+    format!("{}/gradients", exchange_dir(epoch))
+}
+
+/// Peer `uid`'s self-reported metrics for `epoch`.
+pub fn metrics(epoch: u64, uid: u32) -> String {
+    format!("{}/metrics/uid={uid}.parquet", exchange_dir(epoch))
+}
+
+/// Folder of the metrics of `epoch`.
+pub fn metrics_dir(epoch: u64) -> String {
+    format!("{}/metrics", exchange_dir(epoch))
+}
+
+/// Reads `(querier, writer)` out of a path ending in
+/// `query=<j>/uid=<i>.parquet`; `None` for anything else.
+pub fn parse_pair_path(object: &str) -> Option<(u32, u32)> {
+    let mut parts = object.rsplit('/');
+    let file = parts.next()?;
+    let dir = parts.next()?;
+    let uid = parse_uid_file(file)?;
+    let q = dir.strip_prefix("query=")?;
+    let querier = parse_uid_file(&format!("uid={q}.parquet"))?;
+    Some((querier, uid))
+}
+
 /// A ledger table's folder.
 pub fn ledger_table(name: &str) -> String {
     format!("{LEDGER}/{name}")
@@ -72,5 +135,12 @@ mod tests {
         assert_eq!(parse_uid_file("uid=99999999999.parquet"), None);
         assert_eq!(parse_uid_file("notes.txt"), None);
         assert_eq!(weights(3, 7), "submissions/epoch=3/weights/uid=7.parquet");
+        assert_eq!(
+            activations(2, 5, 9),
+            "exchange/epoch=2/activations/query=5/uid=9.parquet"
+        );
+        assert_eq!(parse_pair_path(&gradients(2, 5, 9)), Some((5, 9)));
+        assert_eq!(parse_pair_path("x/query=05/uid=9.parquet"), None);
+        assert_eq!(parse_pair_path("x/uid=9.parquet"), None);
     }
 }

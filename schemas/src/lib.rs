@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod exchange;
 pub mod genesis;
 pub mod head;
 pub mod layout;

@@ -4,11 +4,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use faceblock_schemas::{Keypair, NetworkFile, Store};
-use faceblock_worker::{identity, submit};
+use faceblock_worker::peer::{self, Behaviour, Peer, Settings, WeightsFrom};
+use faceblock_worker::phases::{self, LearnReport, RunTiming};
+use faceblock_worker::{identity, submit, text};
 
-/// FaceBlock peer: keys, join requests and signed weight rows.
+/// FaceBlock peer: trains a small model on its own text, answers other
+/// peers' queries, learns whom to listen to, and submits signed weight rows.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
@@ -57,6 +60,129 @@ enum Command {
         #[arg(long, value_parser = ["fisher"])]
         source: Option<String>,
     },
+    /// Do one phase of the open epoch and exit (query, then answer, then learn).
+    Step {
+        #[command(flatten)]
+        peer: PeerArgs,
+        /// The phase to run.
+        #[arg(long, value_enum)]
+        phase: Phase,
+        /// Epoch (default: the open epoch).
+        #[arg(long)]
+        epoch: Option<u64>,
+    },
+    /// Loop over the phases for N epochs (or forever), each as soon as its
+    /// inputs are there or the wait is over.
+    Run {
+        #[command(flatten)]
+        peer: PeerArgs,
+        /// Epochs to take part in (default: until stopped).
+        #[arg(long)]
+        epochs: Option<u64>,
+        /// Longest wait, in seconds, for others' queries and again for answers.
+        #[arg(long, default_value_t = 60.0)]
+        wait: f64,
+        /// Seconds between looks at the store.
+        #[arg(long, default_value_t = 0.5)]
+        poll: f64,
+    },
+    /// Write generated text with learnable structure (no download needed).
+    Text {
+        /// Folder to write `<style>.txt` into (created).
+        #[arg(long)]
+        out: PathBuf,
+        /// arithmetic, prose, records or code.
+        #[arg(long, default_value = "prose")]
+        style: String,
+        /// Random seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Approximate size in bytes.
+        #[arg(long, default_value_t = 200_000)]
+        bytes: usize,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Phase {
+    /// Sample a batch and ask the peers the gating layer picks.
+    Query,
+    /// Answer every query addressed to this peer.
+    Answer,
+    /// Train on the answers, send gradients, submit weights and metrics.
+    Learn,
+}
+
+/// What `step` and `run` share.
+#[derive(Args)]
+struct PeerArgs {
+    /// The peer's key file.
+    #[arg(long)]
+    key: PathBuf,
+    /// Folder (or file) of the peer's own text.
+    #[arg(long)]
+    data: PathBuf,
+    /// State directory for the model (default: next to the key, `<key>.state/`).
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Examples per batch.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Peers each example is sent to (top-k of the gating layer).
+    #[arg(long, default_value_t = 2)]
+    fanout: usize,
+    /// Training steps on the queried batch with the answers.
+    #[arg(long, default_value_t = 4)]
+    exchange_steps: usize,
+    /// Further steps on local batches, with the distilled student standing in.
+    #[arg(long, default_value_t = 16)]
+    local_steps: usize,
+    /// Learning rate (AdamW).
+    #[arg(long, default_value_t = 3e-3)]
+    lr: f64,
+    /// Learning rate of the gating layer (higher: it sees few real answers).
+    #[arg(long, default_value_t = 3e-2)]
+    gating_lr: f64,
+    /// How this peer answers (`noise` is for experiments).
+    #[arg(long, value_enum, default_value = "honest")]
+    behaviour: Behaviour,
+    /// Where the submitted weight row comes from.
+    #[arg(long, value_enum, default_value = "gating")]
+    weights_from: WeightsFrom,
+}
+
+impl PeerArgs {
+    async fn open(&self, store: &str) -> anyhow::Result<Peer> {
+        let key = load_key(&self.key)?;
+        let store = Store::open(store)?;
+        let settings = Settings {
+            batch: self.batch.max(1),
+            fanout: self.fanout,
+            exchange_steps: self.exchange_steps.max(1),
+            local_steps: self.local_steps,
+            lr: self.lr,
+            gating_lr: self.gating_lr,
+            behaviour: self.behaviour,
+            weights: self.weights_from,
+            ..Settings::default()
+        };
+        let state = self
+            .state
+            .clone()
+            .unwrap_or_else(|| peer::default_state_dir(&self.key));
+        Ok(Peer::open(store, key, state, &self.data, settings).await?)
+    }
+}
+
+fn print_learn(uid: u32, r: &LearnReport) {
+    if !r.learned {
+        println!("uid {uid} epoch {}: already learned", r.epoch);
+        return;
+    }
+    println!(
+        "uid {uid} epoch {}: loss {:.4} distill {:.4} answered {:?} missing {:?} remote gradients {} examples {}",
+        r.epoch, r.loss, r.distill_loss, r.answered, r.missing, r.remote_gradients, r.examples
+    );
 }
 
 fn main() -> ExitCode {
@@ -147,6 +273,67 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 entries,
                 head.k
             );
+        }
+        Command::Step { peer, phase, epoch } => {
+            let mut p = peer.open(&cli.store).await?;
+            let epoch = match epoch {
+                Some(e) => e,
+                None => identity::head(&p.store, &p.net).await?.open_epoch,
+            };
+            match phase {
+                Phase::Query => {
+                    let r = phases::query(&mut p, epoch).await?;
+                    if r.written {
+                        println!(
+                            "uid {} epoch {epoch}: queried {} examples from peers {:?}",
+                            p.uid, r.examples, r.peers
+                        );
+                    } else {
+                        println!("uid {} epoch {epoch}: already queried", p.uid);
+                    }
+                }
+                Phase::Answer => {
+                    let r = phases::answer(&mut p, epoch).await?;
+                    println!("uid {} epoch {epoch}: answered queries of {:?}", p.uid, r);
+                }
+                Phase::Learn => {
+                    let r = phases::learn(&mut p, epoch).await?;
+                    print_learn(p.uid, &r);
+                }
+            }
+        }
+        Command::Run {
+            peer,
+            epochs,
+            wait,
+            poll,
+        } => {
+            let mut p = peer.open(&cli.store).await?;
+            let timing = RunTiming {
+                wait: std::time::Duration::from_secs_f64(wait.max(0.0)),
+                poll: std::time::Duration::from_secs_f64(poll.max(0.01)),
+            };
+            let uid = p.uid;
+            phases::run(&mut p, epochs, timing, |r| print_learn(uid, r)).await?;
+        }
+        Command::Text {
+            out,
+            style,
+            seed,
+            bytes,
+        } => {
+            let Some(i) = text::STYLES.iter().position(|s| *s == style) else {
+                anyhow::bail!(
+                    "unknown style '{style}'; choose one of {}",
+                    text::STYLES.join(", ")
+                );
+            };
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let path = out.join(format!("{style}.txt"));
+            std::fs::write(&path, text::generate(i, seed, bytes))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!("wrote {}", path.display());
         }
     }
     Ok(())
