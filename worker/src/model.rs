@@ -319,6 +319,8 @@ pub struct ExchangeStep {
     pub distill_loss: f64,
     /// `dL/df_j(x)` per answering peer, aligned with its `Answer::rows`.
     pub gradients: Vec<(u32, Vec<f32>)>,
+    /// Mean gate weight each answering peer got on the examples it answered.
+    pub usage: Vec<f64>,
 }
 
 impl PeerModel {
@@ -379,23 +381,6 @@ impl PeerModel {
             .collect())
     }
 
-    /// The peer's weight row: mean gate probability per candidate over a batch.
-    pub fn importance(&self, inputs: &[&[u8]], candidates: &[u32]) -> Result<Vec<f64>> {
-        let mut rng = rand::thread_rng();
-        let logits = self.gate_logits(inputs, candidates, 0.0, &mut rng)?;
-        let mut acc = vec![0f64; candidates.len()];
-        for row in &logits {
-            let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-            let e: Vec<f64> = row.iter().map(|l| ((l - m) as f64).exp()).collect();
-            let s: f64 = e.iter().sum();
-            for (a, v) in acc.iter_mut().zip(e) {
-                *a += v / s;
-            }
-        }
-        let n = logits.len().max(1) as f64;
-        Ok(acc.into_iter().map(|a| a / n).collect())
-    }
-
     fn split(&self, windows: &[Window]) -> Result<(Vec<Vec<u8>>, Tensor)> {
         let s = self.dims.seq_len;
         let inputs: Vec<Vec<u8>> = windows.iter().map(|w| w[..s].to_vec()).collect();
@@ -409,7 +394,11 @@ impl PeerModel {
 
     /// Forward pass shared by every step: loss, distillation loss and the
     /// tensors whose gradients the caller wants.
-    fn losses(&self, windows: &[Window], answers: &[(Answer, Var)]) -> Result<(Tensor, Tensor)> {
+    fn losses(
+        &self,
+        windows: &[Window],
+        answers: &[(&Answer, &Var)],
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
         let d = self.dims;
         let b = windows.len();
         let (inputs, targets) = self.split(windows)?;
@@ -420,6 +409,7 @@ impl PeerModel {
 
         // G(x): answered examples mix their answers through the gate; the rest
         // use the student, detached so the main loss doesn't train it.
+        let mut gate_values = None;
         let g = if answers.is_empty() {
             student.detach()
         } else {
@@ -435,7 +425,9 @@ impl PeerModel {
                 }
             }
             let mask = Tensor::from_vec(mask, (b, answers.len()), &Device::Cpu)?;
-            let gates = candle_nn::ops::softmax_last_dim(&(logits + mask)?)?;
+            // `softmax_last_dim` has no backward pass in candle; this one does.
+            let gates = candle_nn::ops::softmax(&(logits + mask)?, D::Minus1)?;
+            gate_values = Some(gates.detach());
             let gates = gates
                 .unsqueeze(1)?
                 .broadcast_as((b, d.seq_len, answers.len()))?
@@ -468,7 +460,7 @@ impl PeerModel {
             D::Minus1,
         )?;
         let kl = (p * (log_p - log_q)?)?.sum(1)?.mean(0)?;
-        Ok((loss, kl))
+        Ok((loss, kl, gate_values))
     }
 
     /// One step on a batch with the answers peers sent (possibly none).
@@ -497,7 +489,21 @@ impl PeerModel {
             )?)?;
             vars.push((a, v));
         }
-        let (loss, kl) = self.losses(windows, &vars)?;
+        let refs: Vec<(&Answer, &Var)> = vars.iter().map(|(a, v)| (a, v)).collect();
+        let (loss, kl, gates) = self.losses(windows, &refs)?;
+        let usage = match gates {
+            Some(g) => {
+                let g: Vec<Vec<f32>> = g.to_vec2()?;
+                vars.iter()
+                    .enumerate()
+                    .map(|(c, (a, _))| {
+                        a.rows.iter().map(|r| g[*r][c] as f64).sum::<f64>()
+                            / a.rows.len().max(1) as f64
+                    })
+                    .collect()
+            }
+            None => vec![],
+        };
         let total = (&loss + &kl)?;
         let grads = total.backward()?;
         let mut gradients = Vec::with_capacity(vars.len());
@@ -517,12 +523,50 @@ impl PeerModel {
             loss: loss.to_scalar::<f32>()? as f64,
             distill_loss: kl.to_scalar::<f32>()? as f64,
             gradients,
+            usage,
         })
+    }
+
+    /// What removing each answering peer from the gate's mix would cost:
+    /// the loss without its answers (the others' gates renormalised, the
+    /// student standing in where none is left) minus the loss with all.
+    /// Whitepaper eq. 12 measured directly through the gating layer; a peer
+    /// whose answers only add noise costs nothing to remove.
+    pub fn removal_cost(&self, windows: &[Window], answers: &[Answer]) -> Result<Vec<f64>> {
+        let d = self.dims;
+        let b = windows.len();
+        let width = d.seq_len * d.out_dim;
+        let mut vars = Vec::with_capacity(answers.len());
+        for a in answers {
+            let mut full = vec![0f32; b * width];
+            for (k, r) in a.rows.iter().enumerate() {
+                full[r * width..(r + 1) * width]
+                    .copy_from_slice(&a.values[k * width..(k + 1) * width]);
+            }
+            vars.push(Var::from_tensor(&Tensor::from_vec(
+                full,
+                (b * d.seq_len, d.out_dim),
+                &Device::Cpu,
+            )?)?);
+        }
+        let all: Vec<(&Answer, &Var)> = answers.iter().zip(&vars).collect();
+        let base = self.losses(windows, &all)?.0.to_scalar::<f32>()? as f64;
+        (0..answers.len())
+            .map(|c| {
+                let rest: Vec<(&Answer, &Var)> = all
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != c)
+                    .map(|(_, p)| *p)
+                    .collect();
+                Ok(self.losses(windows, &rest)?.0.to_scalar::<f32>()? as f64 - base)
+            })
+            .collect()
     }
 
     /// Mean next-byte loss on `windows` with the student standing in, no training.
     pub fn eval_loss(&self, windows: &[Window]) -> Result<f64> {
-        let (loss, _) = self.losses(windows, &[])?;
+        let (loss, _, _) = self.losses(windows, &[])?;
         Ok(loss.to_scalar::<f32>()? as f64)
     }
 
@@ -617,5 +661,31 @@ mod tests {
         assert_eq!(step.gradients[0].1.len(), 2 * width);
         assert!(step.gradients[0].1.iter().any(|g| *g != 0.0));
         assert!(step.loss.is_finite() && step.distill_loss >= 0.0);
+    }
+
+    #[test]
+    fn the_gating_layer_learns_from_answers() {
+        let dims = Dims::new(4, 8);
+        let m = PeerModel::new(ParamStore::default(), dims, 5).unwrap();
+        let mut opt = Trainer::new(&m, 1e-2, 1e-1).unwrap();
+        let w = windows(3, 4);
+        let width = 4 * 8;
+        let answers = || {
+            vec![
+                Answer {
+                    uid: 1,
+                    rows: vec![0, 1, 2],
+                    values: (0..3 * width).map(|i| (i % 7) as f32 - 3.0).collect(),
+                },
+                Answer {
+                    uid: 2,
+                    rows: vec![0, 1, 2],
+                    values: vec![0.1; 3 * width],
+                },
+            ]
+        };
+        m.train_step(&mut opt, &w, answers()).unwrap();
+        let g = m.gating.w.as_tensor().abs().unwrap().max_all().unwrap();
+        assert!(g.to_scalar::<f32>().unwrap() > 0.0);
     }
 }

@@ -82,6 +82,10 @@ pub struct Progress {
     pub learned: Option<u64>,
     /// Gradient files already trained on, as (epoch, querier).
     pub consumed: BTreeSet<(u64, u32)>,
+    /// Running mean of the gate weight each peer earned when it answered:
+    /// the gating layer's verdict, kept for peers not asked this epoch.
+    #[serde(default)]
+    pub scores: BTreeMap<u32, f64>,
 }
 
 /// A peer ready to run phases.

@@ -407,6 +407,11 @@ pub async fn learn(peer: &mut Peer, epoch: u64) -> Result<LearnReport> {
             .train_step(&mut opt, &windows, clone_answers(&answers))?;
         examples += windows.len() as u64;
     }
+    let cost = peer.model.removal_cost(&windows, &answers)?;
+    for (a, c) in answers.iter().zip(&cost) {
+        let s = peer.progress.scores.entry(a.uid).or_insert(c.max(0.0));
+        *s = 0.5 * *s + 0.5 * c.max(0.0);
+    }
     for _ in 0..peer.settings.local_steps {
         let w = peer.corpus.sample(&mut rng, peer.settings.batch, s);
         peer.model.train_step(&mut opt, &w, vec![])?;
@@ -420,11 +425,22 @@ pub async fn learn(peer: &mut Peer, epoch: u64) -> Result<LearnReport> {
     let candidates = peer.candidates();
     match peer.settings.weights {
         WeightsFrom::Gating if !candidates.is_empty() => {
-            let inputs: Vec<&[u8]> = windows.iter().map(|w| &w[..s]).collect();
-            let imp = peer.model.importance(&inputs, &candidates)?;
+            // Peers not measured yet get the mean score of those that were,
+            // and every candidate keeps a sliver so the row meets k.
+            let known: Vec<f64> = peer.progress.scores.values().copied().collect();
+            let prior = if known.is_empty() {
+                1.0
+            } else {
+                known.iter().sum::<f64>() / known.len() as f64
+            };
+            let top = known.iter().copied().fold(prior, f64::max).max(1e-12);
+            let weight = candidates
+                .iter()
+                .map(|u| peer.progress.scores.get(u).copied().unwrap_or(prior) + 1e-3 * top)
+                .collect();
             let row = Row::Explicit {
                 dst: candidates.clone(),
-                weight: imp,
+                weight,
             };
             submit::weights(&peer.store, &peer.net, &peer.key, peer.uid, epoch, &row).await?;
         }
