@@ -15,6 +15,10 @@ fi
 export FACEBLOCK_BENCH_PYTHON="$venv/bin/python"
 cargo bench -p faceblock-coordinator --bench epoch -- "$@"
 
+# The Fisher job (SPEC 5.3): 64 peers x 4 queried peers x batch 32, seq_len 32 x
+# out_dim 64; FACEBLOCK_FISHER_BENCH="PEERS FANOUT BATCH" picks another size.
+cargo bench -p faceblock-coordinator --bench fisher
+
 # The peer's learn step: candle (release) beside the same model in PyTorch.
 # PyTorch's CPU wheel comes from download.pytorch.org when it is reachable,
 # else the PyPI wheel (which also runs on CPU) into its own virtualenv.

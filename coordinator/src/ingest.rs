@@ -42,7 +42,8 @@ pub struct InputObject {
     pub object: String,
     /// Writer uid, if any.
     pub uid: Option<u32>,
-    /// `weights` or `join`.
+    /// `weights`, `join`, `queries`, `activations`, `gradients`, `metrics`,
+    /// or `exchange` for a stray object there.
     pub kind: &'static str,
     /// Size in bytes.
     pub bytes: u64,
@@ -52,7 +53,7 @@ pub struct InputObject {
 
 impl InputObject {
     /// An object listed but not read (stray name, too large, unknown uid).
-    fn unread(object: String, uid: Option<u32>, kind: &'static str, bytes: u64) -> Self {
+    pub(crate) fn unread(object: String, uid: Option<u32>, kind: &'static str, bytes: u64) -> Self {
         Self {
             object,
             uid,
@@ -104,7 +105,12 @@ pub struct Fetched {
     pub bytes: Bytes,
 }
 
-fn reject(uid: Option<u32>, object: &str, reason: Reason, detail: impl Into<String>) -> Rejection {
+pub(crate) fn reject(
+    uid: Option<u32>,
+    object: &str,
+    reason: Reason,
+    detail: impl Into<String>,
+) -> Rejection {
     Rejection {
         uid,
         object: object.to_string(),

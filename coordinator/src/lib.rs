@@ -2,6 +2,7 @@
 //! ledger.
 //!
 //! - [`ingest`] reads what peers wrote (SPEC 5.1, 7);
+//! - [`fisher`] checks the peers' exchange and measures Fisher scores (SPEC 5.3);
 //! - [`math`] is SPEC 5.2, one module per quantity;
 //! - [`epoch`] runs an epoch and [`ledger`] commits it exactly once (SPEC 6);
 //! - [`verify`], [`sql`] and [`status`] serve auditors and analysts.
@@ -10,6 +11,7 @@
 pub mod digest;
 pub mod epoch;
 pub mod error;
+pub mod fisher;
 pub mod ingest;
 pub mod init;
 pub mod ledger;

@@ -37,6 +37,10 @@ pub enum Reason {
     NoFisherScores,
     /// An exchange tensor of the wrong shape.
     Shape,
+    /// An answer or gradient for a query batch that is missing or was
+    /// rejected (or that addresses no example to its writer), or a gradient
+    /// whose answer is missing or was rejected: nothing to check it against.
+    NoQuery,
 }
 
 impl Reason {
@@ -60,12 +64,53 @@ impl Reason {
             Reason::AlreadyRegistered => "already_registered",
             Reason::NoFisherScores => "no_fisher_scores",
             Reason::Shape => "shape",
+            Reason::NoQuery => "no_query",
         }
+    }
+
+    /// Every reason, in declaration order.
+    pub const ALL: [Reason; 18] = [
+        Reason::Unreadable,
+        Reason::Schema,
+        Reason::TooLarge,
+        Reason::BadSignature,
+        Reason::WrongEpoch,
+        Reason::UnknownUid,
+        Reason::NonFinite,
+        Reason::Negative,
+        Reason::UnknownDst,
+        Reason::DuplicateDst,
+        Reason::TooFewWeights,
+        Reason::TooManyWeights,
+        Reason::Empty,
+        Reason::UnexpectedObject,
+        Reason::AlreadyRegistered,
+        Reason::NoFisherScores,
+        Reason::Shape,
+        Reason::NoQuery,
+    ];
+
+    /// The reason stored as `code`, e.g. one named by the shared exchange checks.
+    pub fn from_code(code: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.code() == code)
     }
 }
 
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip() {
+        for r in Reason::ALL {
+            assert_eq!(Reason::from_code(r.code()), Some(r));
+        }
+        assert_eq!(Reason::from_code("nonsense"), None);
     }
 }

@@ -19,6 +19,8 @@ pub struct Phases {
     pub digest: Duration,
     /// Writing data files and committing the ledger.
     pub commit: Duration,
+    /// The Fisher job: reading and checking the exchange, measuring φ.
+    pub fisher: Duration,
 }
 
 impl Phases {
@@ -26,14 +28,15 @@ impl Phases {
     pub fn summary(&self) -> String {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         format!(
-            "list {:.0} ms, read {:.0} ms, decode+verify {:.0} ms, load previous {:.0} ms, arithmetic {:.0} ms, tables+digest {:.0} ms, ledger commit {:.0} ms",
+            "list {:.0} ms, read {:.0} ms, decode+verify {:.0} ms, load previous {:.0} ms, arithmetic {:.0} ms, tables+digest {:.0} ms, ledger commit {:.0} ms, fisher {:.0} ms",
             ms(self.list),
             ms(self.read),
             ms(self.verify),
             ms(self.load_previous),
             ms(self.arithmetic),
             ms(self.digest),
-            ms(self.commit)
+            ms(self.commit),
+            ms(self.fisher)
         )
     }
 }

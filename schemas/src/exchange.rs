@@ -440,6 +440,9 @@ pub fn check_tensor(
     }
     let example = b.column(0).as_primitive::<UInt32Type>().values();
     let list = b.column(1).as_list::<i32>();
+    if list.values().null_count() > 0 {
+        return Err(invalid("schema", "no value may be null"));
+    }
     let flat = list.values().as_primitive::<Float32Type>().values();
     let offsets = list.value_offsets();
     let mut order: Vec<usize> = (0..b.num_rows()).collect();
@@ -499,6 +502,12 @@ pub fn check_metrics(d: &Decoded) -> std::result::Result<Metrics, Invalid> {
         .column(2)
         .as_primitive::<arrow::datatypes::UInt64Type>()
         .value(0);
+    if examples > i64::MAX as u64 {
+        return Err(invalid(
+            "schema",
+            format!("examples {examples} is past the ledger's 2^63 - 1"),
+        ));
+    }
     for (name, v) in [("loss", loss), ("distill_loss", distill_loss)] {
         if !v.is_finite() {
             return Err(invalid("non_finite", format!("{name} is {v}")));

@@ -156,6 +156,21 @@ pub async fn query(peer: &mut Peer, epoch: u64) -> Result<QueryReport> {
         let logits =
             peer.model
                 .gate_logits(&inputs, &candidates, peer.settings.explore, &mut rng)?;
+        // Peers whose answers proved worth little are asked less: the gate's
+        // logit plus the log of their score relative to the mean.
+        let known: Vec<f64> = peer.progress.scores.values().copied().collect();
+        let mean = known.iter().sum::<f64>() / known.len().max(1) as f64;
+        let bias: Vec<f32> = candidates
+            .iter()
+            .map(|u| match peer.progress.scores.get(u) {
+                Some(s) if mean > 0.0 => (s / mean).max(1e-3).ln() as f32,
+                _ => 0.0,
+            })
+            .collect();
+        let logits: Vec<Vec<f32>> = logits
+            .into_iter()
+            .map(|row| row.iter().zip(&bias).map(|(l, b)| l + b).collect())
+            .collect();
         for (ex, row) in logits.iter().enumerate() {
             let mut order: Vec<usize> = (0..row.len()).collect();
             order.sort_by(|a, b| row[*b].total_cmp(&row[*a]));

@@ -12,11 +12,11 @@ use arrow::array::RecordBatch;
 use faceblock_schemas::{NetworkFile, Store};
 use tracing::info;
 
+use crate::fisher;
 use crate::ingest::{self, InputObject, Rejection, Source};
 use crate::ledger::commit::Claim;
 use crate::ledger::Ledger;
 use crate::math;
-use crate::reason::Reason;
 use crate::registry::{Peer, Registry};
 use crate::timing::Phases;
 use crate::{Error, Result};
@@ -86,25 +86,39 @@ pub async fn prepare(
     let (mut got, mut phases) =
         ingest::read_weights(store, net, &registry, epoch, prev.k, only).await?;
     phases.load_previous = load_previous;
-    // Fisher-sourced rows need φ scores; until a peer has them its row is rejected.
+    let t = Instant::now();
+    let mut exchange = fisher::read_exchange(store, net, &registry, epoch, threads, only).await?;
+    let phi = fisher::phi_rows(&exchange.scores, &registry);
+    phases.fisher = t.elapsed();
+    // A fisher-sourced row becomes the peer's own φ row (SPEC 5.3).
     let mut accepted = Vec::with_capacity(got.rows.len());
-    for r in got.rows.drain(..) {
+    for mut r in got.rows.drain(..) {
         if r.source == Source::Fisher {
-            let uid = registry.peers()[r.src as usize].uid;
-            got.rejections.push(Rejection {
-                uid: Some(uid),
-                object: faceblock_schemas::layout::weights(epoch, uid),
-                reason: Reason::NoFisherScores,
-                detail: "no Fisher scores were measured for this peer in this epoch".into(),
-            });
-        } else {
-            accepted.push(r);
+            match fisher::fisher_row(&phi[r.src as usize], r.src, &net.params, prev.k) {
+                Ok((dst, weight)) => {
+                    r.dst = dst;
+                    r.weight = weight;
+                }
+                Err((reason, detail)) => {
+                    let uid = registry.peers()[r.src as usize].uid;
+                    got.rejections.push(Rejection {
+                        uid: Some(uid),
+                        object: faceblock_schemas::layout::weights(epoch, uid),
+                        reason,
+                        detail,
+                    });
+                    continue;
+                }
+            }
         }
+        accepted.push(r);
     }
     let rows_rejected = got.rejections.len() as u64;
     rejections.append(&mut got.rejections);
+    rejections.append(&mut exchange.rejections);
     rejections.sort_by(|a, b| a.object.cmp(&b.object));
     inputs.append(&mut got.inputs);
+    inputs.append(&mut exchange.inputs);
     inputs.sort_by(|a, b| a.object.cmp(&b.object));
 
     let t = Instant::now();
@@ -160,6 +174,8 @@ pub async fn prepare(
         },
         threads,
     );
+    let fisher_rank = fisher::fisher_rank(&phi);
+    let fisher_divergence = fisher::divergence(&force.edges, &phi);
     phases.arithmetic = t.elapsed();
 
     let t = Instant::now();
@@ -196,8 +212,8 @@ pub async fn prepare(
                 f64s(out.consensus.clone()),
                 f64s(out.incentive.clone()),
                 f64s(out.dividends.clone()),
-                f64s(vec![0.0; n]),
-                opt_f64s(std::iter::repeat_n(None, n)),
+                f64s(fisher_rank),
+                opt_f64s(fisher_divergence),
                 opt_i64s(force.weights_epoch.iter().map(|e| e.map(|e| e as i64))),
             ],
         )?,
@@ -228,7 +244,20 @@ pub async fn prepare(
             ],
         )?,
     ));
-    tables.push(("fisher", vec![]));
+    let scores = &exchange.scores;
+    tables.push((
+        "fisher",
+        chunked(
+            "fisher",
+            vec![
+                epoch_col(epoch, scores.len()),
+                i64s(scores.iter().map(|s| s.src as i64)),
+                i64s(scores.iter().map(|s| s.dst as i64)),
+                f64s(scores.iter().map(|s| s.score).collect()),
+                i64s(scores.iter().map(|s| s.examples as i64)),
+            ],
+        )?,
+    ));
     tables.push((
         "rejections",
         chunked(
@@ -242,7 +271,24 @@ pub async fn prepare(
             ],
         )?,
     ));
-    tables.push(("metrics", vec![]));
+    let metrics = &exchange.metrics;
+    tables.push((
+        "metrics",
+        chunked(
+            "metrics",
+            vec![
+                epoch_col(epoch, metrics.len()),
+                i64s(metrics.iter().map(|m| m.0 as i64)),
+                opt_f64s(metrics.iter().map(|m| Some(m.1.loss))),
+                opt_f64s(metrics.iter().map(|m| Some(m.1.distill_loss))),
+                opt_i64s(
+                    metrics
+                        .iter()
+                        .map(|m| Some(i64::try_from(m.1.examples).unwrap_or(i64::MAX))),
+                ),
+            ],
+        )?,
+    ));
     let input_batches = chunked(
         "inputs",
         vec![

@@ -4,6 +4,8 @@
 mod bad_input;
 mod cli;
 mod common;
+mod fisher;
+mod market;
 mod recovery;
 mod s3;
 mod s3server;

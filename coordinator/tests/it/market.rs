@@ -96,7 +96,11 @@ impl Market {
         self.net
             .sql_csv(q)
             .into_iter()
-            .map(|r| r.iter().map(|v| v.parse::<f64>().unwrap_or(f64::NAN)).collect())
+            .map(|r| {
+                r.iter()
+                    .map(|v| v.parse::<f64>().unwrap_or(f64::NAN))
+                    .collect()
+            })
             .collect()
     }
 
@@ -127,9 +131,8 @@ fn peers_learn_and_a_noise_peer_earns_less() {
         );
     }
     // Fisher rank: the noise peer (uid 3) is worth less than every trained peer.
-    let fr = m.f64s(&format!(
-        "SELECT uid, avg(fisher_rank) FROM state WHERE epoch >= 1 GROUP BY uid ORDER BY uid"
-    ));
+    let fr = m
+        .f64s("SELECT uid, avg(fisher_rank) FROM state WHERE epoch >= 1 GROUP BY uid ORDER BY uid");
     assert_eq!(fr.len(), 4, "{fr:?}");
     for r in &fr[..3] {
         assert!(r[1] > fr[3][1], "fisher ranks {fr:?}");
@@ -166,8 +169,13 @@ fn an_offline_peer_comes_back_and_the_others_keep_learning() {
     }
     let back = m.epoch(&[0, 1, 2]);
     assert!(back[&2].contains("epoch 4: loss"), "{}", back[&2]);
-    let fisher = m.net.sql_csv("SELECT src FROM fisher WHERE epoch = 4 AND dst = 2");
-    assert!(!fisher.is_empty(), "nobody used peer 2's answers after it came back");
+    let fisher = m
+        .net
+        .sql_csv("SELECT src FROM fisher WHERE epoch = 4 AND dst = 2");
+    assert!(
+        !fisher.is_empty(),
+        "nobody used peer 2's answers after it came back"
+    );
     let loss = m.losses();
     for uid in 0..2u64 {
         assert!(
@@ -231,7 +239,9 @@ fn hostile_answers_are_skipped_by_peers_and_rejected_by_the_coordinator() {
         "{rej:?}"
     );
     // The poisoned answers don't count towards peer 2's Fisher rank.
-    let fisher = m.net.sql_csv("SELECT src FROM fisher WHERE epoch = 0 AND dst = 2");
+    let fisher = m
+        .net
+        .sql_csv("SELECT src FROM fisher WHERE epoch = 0 AND dst = 2");
     assert!(fisher.is_empty(), "{fisher:?}");
 }
 
@@ -251,7 +261,11 @@ fn run_loops_with_a_coordinator_and_resumes_from_its_state() {
     let metrics = |e: u64| PathBuf::from(&m.net.store).join(format!("exchange/epoch={e}/metrics"));
     for e in 0..2u64 {
         let deadline = Instant::now() + Duration::from_secs(240);
-        while std::fs::read_dir(metrics(e)).map(|d| d.count()).unwrap_or(0) < 3 {
+        while std::fs::read_dir(metrics(e))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            < 3
+        {
             assert!(Instant::now() < deadline, "peers did not finish epoch {e}");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -261,7 +275,10 @@ fn run_loops_with_a_coordinator_and_resumes_from_its_state() {
         let o = c.wait_with_output().unwrap();
         assert!(o.status.success());
         let out = String::from_utf8_lossy(&o.stdout);
-        assert!(out.contains("epoch 0: loss") && out.contains("epoch 1: loss"), "{out}");
+        assert!(
+            out.contains("epoch 0: loss") && out.contains("epoch 1: loss"),
+            "{out}"
+        );
     }
     // Every query was answered by the peers it went to.
     let fisher = m.net.sql_csv("SELECT count(*) FROM fisher WHERE epoch = 1");
@@ -269,6 +286,7 @@ fn run_loops_with_a_coordinator_and_resumes_from_its_state() {
     // A restart picks up the saved model and the open epoch.
     let out = m.step(0, "learn").stdout;
     assert!(out.contains("epoch 2: loss"), "{out}");
+    m.net.fb(&["epoch", "run"]).ok();
     let loss = m.losses();
     assert!(loss[&(2, 0)] < loss[&(0, 0)], "{loss:?}");
 }

@@ -1,0 +1,955 @@
+//! The Fisher job (SPEC 5.3): read what peers exchanged in an epoch, check
+//! every file with the checks peers run themselves (`faceblock_schemas::exchange`),
+//! and measure φ_{j,i} = Σ_x ⟨g_{j,i}(x), f_i(x)⟩² for every answered pair.
+//!
+//! φ runs on DataFusion (`pipelines/sql/fisher.sql`) over the checked tensors.
+//! Its two sums are `fb_dot` (f64, index order) and `fb_sum` (order-free: sorts
+//! before adding), so scores are the same to the last bit at any partition
+//! count (SPEC 8).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float32Array, Float64Array, ListArray, RecordBatch, UInt32Array,
+};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Int64Type, Schema, SchemaRef};
+use datafusion::common::{plan_err, Result as DfResult, ScalarValue};
+use datafusion::datasource::MemTable;
+use datafusion::logical_expr::{
+    create_udaf, Accumulator, AggregateUDF, ColumnarValue, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use ed25519_dalek::VerifyingKey;
+use faceblock_schemas::exchange::{self, Invalid, Metrics, Queries, Signed, Tensor};
+use faceblock_schemas::parquet_io::Decoded;
+use faceblock_schemas::signing::{self, Kind, SignContext};
+use faceblock_schemas::{layout, NetworkFile, Params, Store};
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::epoch::Recorded;
+use crate::ingest::{self, reject, InputObject, Rejection};
+use crate::math::Edges;
+use crate::reason::Reason;
+use crate::registry::Registry;
+use crate::{Error, Result};
+
+/// The query that turns checked tensors into scores.
+pub const SQL: &str = include_str!("../../pipelines/sql/fisher.sql");
+
+/// φ for one queried pair, in uids.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score {
+    /// The querier j.
+    pub src: u32,
+    /// The answerer i.
+    pub dst: u32,
+    /// φ_{j,i}.
+    pub score: f64,
+    /// Examples with both an answer and a gradient.
+    pub examples: u64,
+}
+
+/// Where the Fisher job's time went.
+#[derive(Debug, Clone, Default)]
+pub struct Timings {
+    /// Listing `exchange/epoch=<e>/`.
+    pub list: Duration,
+    /// Fetching the objects.
+    pub read: Duration,
+    /// Decoding, hashing, signatures and the shared checks.
+    pub verify: Duration,
+    /// φ on DataFusion.
+    pub score: Duration,
+    /// Bytes of activation and gradient files read.
+    pub tensor_bytes: u64,
+}
+
+/// Everything the Fisher job found for one epoch.
+#[derive(Debug, Default)]
+pub struct Exchange {
+    /// φ per pair, sorted by (src, dst).
+    pub scores: Vec<Score>,
+    /// Valid self-reported metrics, sorted by uid.
+    pub metrics: Vec<(u32, Metrics)>,
+    /// Rejected objects, sorted by object.
+    pub rejections: Vec<Rejection>,
+    /// Every object read or listed, sorted by object.
+    pub inputs: Vec<InputObject>,
+    /// Time per phase.
+    pub timings: Timings,
+}
+
+/// An exchange object, as its path names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Obj {
+    Queries(u32),
+    /// (querier, answerer)
+    Activations(u32, u32),
+    /// (querier, answerer)
+    Gradients(u32, u32),
+    Metrics(u32),
+}
+
+impl Obj {
+    /// `rel` is the path below `exchange/epoch=<e>/`.
+    fn parse(rel: &str) -> Option<Obj> {
+        let parts: Vec<&str> = rel.split('/').collect();
+        let pair = |q: &str, f: &str| layout::parse_pair_path(&format!("{q}/{f}"));
+        match parts.as_slice() {
+            ["queries", f] => layout::parse_uid_file(f).map(Obj::Queries),
+            ["metrics", f] => layout::parse_uid_file(f).map(Obj::Metrics),
+            ["activations", q, f] => pair(q, f).map(|(j, i)| Obj::Activations(j, i)),
+            ["gradients", q, f] => pair(q, f).map(|(j, i)| Obj::Gradients(j, i)),
+            _ => None,
+        }
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Obj::Queries(_) => "queries",
+            Obj::Activations(..) => "activations",
+            Obj::Gradients(..) => "gradients",
+            Obj::Metrics(_) => "metrics",
+        }
+    }
+
+    /// The peer that writes (and signs) this object.
+    fn writer(self) -> u32 {
+        match self {
+            Obj::Queries(j) | Obj::Gradients(j, _) => j,
+            Obj::Activations(_, i) | Obj::Metrics(i) => i,
+        }
+    }
+
+    fn context(
+        self,
+        network_id: [u8; 32],
+        epoch: u64,
+    ) -> (SignContext, Vec<(&'static str, String)>) {
+        let (kind, j, i) = match self {
+            Obj::Queries(j) => (Kind::Queries, j, 0),
+            Obj::Activations(j, i) => (Kind::Activations, j, i),
+            Obj::Gradients(j, i) => (Kind::Gradients, j, i),
+            Obj::Metrics(i) => (Kind::Metrics, i, 0),
+        };
+        exchange::sign_context(kind, network_id, epoch, j, i)
+    }
+}
+
+/// The `kind` recorded for a stray object: its folder when it is a known one.
+fn stray_kind(rel: &str) -> &'static str {
+    match rel.split('/').next() {
+        Some("queries") => "queries",
+        Some("activations") => "activations",
+        Some("gradients") => "gradients",
+        Some("metrics") => "metrics",
+        _ => "exchange",
+    }
+}
+
+/// A decoded object whose signature is still to be checked.
+struct Opened {
+    obj: Obj,
+    object: String,
+    d: Decoded,
+    ctx: SignContext,
+    attrs: Vec<(&'static str, String)>,
+    signed: Signed,
+    key: VerifyingKey,
+}
+
+type Failed = (Obj, String, Reason, String);
+
+fn failed(obj: Obj, object: String, e: Invalid) -> Failed {
+    // A code the coordinator does not know is a schemas bug; never drop the file silently.
+    let reason = Reason::from_code(e.code).unwrap_or(Reason::Schema);
+    (obj, object, reason, e.detail)
+}
+
+/// Lists, fetches and checks the exchange of `epoch` and measures φ.
+/// `only`: the objects `verify` recorded for this epoch.
+pub async fn read_exchange(
+    store: &Store,
+    net: &NetworkFile,
+    registry: &Registry,
+    epoch: u64,
+    partitions: usize,
+    only: Option<&Recorded>,
+) -> Result<Exchange> {
+    let mut out = Exchange::default();
+    let t = Instant::now();
+    let dir = layout::exchange_dir(epoch);
+    let listed = store.list(&dir).await?;
+    let mut to_read = Vec::new();
+    let mut objs: HashMap<String, Obj> = HashMap::new();
+    for meta in listed {
+        let object = store.relative(&meta.location);
+        if only.is_some_and(|o| !o.contains_key(&object)) {
+            continue;
+        }
+        let rel = object
+            .strip_prefix(&format!("{dir}/"))
+            .unwrap_or(&object)
+            .to_string();
+        let Some(obj) = Obj::parse(&rel) else {
+            out.rejections.push(reject(
+                None,
+                &object,
+                Reason::UnexpectedObject,
+                "exchange/epoch=<e>/ holds only queries/uid=<j>.parquet, \
+                 activations/query=<j>/uid=<i>.parquet, gradients/query=<j>/uid=<i>.parquet \
+                 and metrics/uid=<i>.parquet",
+            ));
+            out.inputs.push(InputObject::unread(
+                object,
+                None,
+                stray_kind(&rel),
+                meta.size,
+            ));
+            continue;
+        };
+        let uid = obj.writer();
+        let unread = |reason, detail: String, out: &mut Exchange| {
+            out.rejections
+                .push(reject(Some(uid), &object, reason, detail));
+            out.inputs.push(InputObject::unread(
+                object.clone(),
+                Some(uid),
+                obj.kind(),
+                meta.size,
+            ));
+        };
+        if meta.size > net.params.max_submission_bytes {
+            unread(
+                Reason::TooLarge,
+                format!(
+                    "{} bytes > max_submission_bytes {}",
+                    meta.size, net.params.max_submission_bytes
+                ),
+                &mut out,
+            );
+            continue;
+        }
+        if registry.index(uid).is_none() {
+            unread(
+                Reason::UnknownUid,
+                format!("uid {uid} is not registered"),
+                &mut out,
+            );
+            continue;
+        }
+        objs.insert(object.clone(), obj);
+        to_read.push(object);
+    }
+    out.timings.list = t.elapsed();
+
+    let t = Instant::now();
+    let pb = crate::progress::bar(to_read.len() as u64, "reading the exchange");
+    let fetched = ingest::fetch_all(store, to_read, 64, &pb).await?;
+    pb.finish_and_clear();
+    out.timings.read = t.elapsed();
+
+    let t = Instant::now();
+    let id = net.id();
+    let opened: Vec<(InputObject, std::result::Result<Opened, Failed>)> = fetched
+        .into_par_iter()
+        .map(|f| {
+            let obj = objs[&f.object];
+            let input = InputObject {
+                object: f.object.clone(),
+                uid: Some(obj.writer()),
+                kind: obj.kind(),
+                bytes: f.bytes.len() as u64,
+                sha256: hex::encode(Sha256::digest(&f.bytes)),
+            };
+            (input, open(obj, f.object, f.bytes, registry, id, epoch))
+        })
+        .collect();
+    let mut candidates = Vec::with_capacity(opened.len());
+    let mut failures: Vec<Failed> = Vec::new();
+    for (input, r) in opened {
+        if matches!(input.kind, "activations" | "gradients") {
+            out.timings.tensor_bytes += input.bytes;
+        }
+        out.inputs.push(input);
+        match r {
+            Ok(o) => candidates.push(o),
+            Err(f) => failures.push(f),
+        }
+    }
+    let verdicts = verify_signatures(&candidates);
+    let mut by_kind: [Vec<Opened>; 4] = Default::default();
+    for (o, ok) in candidates.into_iter().zip(verdicts) {
+        if !ok {
+            let e = exchange::signature_failure(&o.d, &o.ctx, &o.attrs, &o.signed.sig, &o.key);
+            failures.push(failed(o.obj, o.object, e));
+            continue;
+        }
+        let k = match o.obj {
+            Obj::Queries(_) => 0,
+            Obj::Metrics(_) => 1,
+            Obj::Activations(..) => 2,
+            Obj::Gradients(..) => 3,
+        };
+        by_kind[k].push(o);
+    }
+    let [queries, metrics, activations, gradients] = by_kind;
+    let checked = check_all(
+        &net.params,
+        queries,
+        metrics,
+        activations,
+        gradients,
+        &mut failures,
+    );
+    out.metrics = checked.metrics;
+    out.timings.verify = t.elapsed();
+
+    let t = Instant::now();
+    out.scores = scores(checked.activations, checked.gradients, partitions).await?;
+    out.timings.score = t.elapsed();
+
+    for (obj, object, reason, detail) in failures {
+        out.rejections
+            .push(reject(Some(obj.writer()), &object, reason, detail));
+    }
+    out.rejections.sort_by(|a, b| a.object.cmp(&b.object));
+    out.inputs.sort_by(|a, b| a.object.cmp(&b.object));
+    Ok(out)
+}
+
+fn open(
+    obj: Obj,
+    object: String,
+    bytes: bytes::Bytes,
+    registry: &Registry,
+    network_id: [u8; 32],
+    epoch: u64,
+) -> std::result::Result<Opened, Failed> {
+    let d = match exchange::decode(&object, bytes) {
+        Ok(d) => d,
+        Err(e) => return Err(failed(obj, object, e)),
+    };
+    let (ctx, attrs) = obj.context(network_id, epoch);
+    let signed = match exchange::signed(&d, &ctx, &attrs) {
+        Ok(s) => s,
+        Err(e) => return Err(failed(obj, object, e)),
+    };
+    let index = registry
+        .index(obj.writer())
+        .expect("only registered writers are fetched");
+    let key = match registry.peers()[index as usize].public_key.verifying_key() {
+        Ok(k) => k,
+        Err(e) => return Err((obj, object, Reason::BadSignature, e.to_string())),
+    };
+    Ok(Opened {
+        obj,
+        object,
+        d,
+        ctx,
+        attrs,
+        signed,
+        key,
+    })
+}
+
+/// Batched signature checks, 64 at a time; a failing batch is re-checked one by one.
+fn verify_signatures(c: &[Opened]) -> Vec<bool> {
+    c.par_chunks(64)
+        .flat_map_iter(|chunk| {
+            let msgs: Vec<[u8; 32]> = chunk.iter().map(|o| o.signed.msg).collect();
+            let sigs: Vec<[u8; 64]> = chunk.iter().map(|o| o.signed.sig).collect();
+            let keys: Vec<VerifyingKey> = chunk.iter().map(|o| o.key).collect();
+            let all = signing::verify_many(&msgs, &sigs, &keys);
+            chunk
+                .iter()
+                .map(move |o| all || signing::verify_one(&o.signed.msg, &o.signed.sig, &o.key))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Checked tensors of one kind: ((querier, answerer), values).
+type Pairs = Vec<((u32, u32), Tensor)>;
+
+struct Checked {
+    metrics: Vec<(u32, Metrics)>,
+    activations: Pairs,
+    gradients: Pairs,
+}
+
+/// The shared checks, in dependency order: an answer needs its query batch,
+/// a gradient needs the answer it differentiates.
+fn check_all(
+    params: &Params,
+    queries: Vec<Opened>,
+    metrics: Vec<Opened>,
+    activations: Vec<Opened>,
+    gradients: Vec<Opened>,
+    failures: &mut Vec<Failed>,
+) -> Checked {
+    let width = params.seq_len as usize * params.out_dim as usize;
+    let mut valid_queries: HashMap<u32, Queries> = HashMap::new();
+    let checked: Vec<_> = queries
+        .into_par_iter()
+        .map(|o| {
+            let r = exchange::check_queries(&o.d, o.obj.writer(), params.seq_len as usize);
+            (o.obj, o.object, r)
+        })
+        .collect();
+    for (obj, object, r) in checked {
+        match r {
+            Ok(q) => {
+                valid_queries.insert(obj.writer(), q);
+            }
+            Err(e) => failures.push(failed(obj, object, e)),
+        }
+    }
+    let mut out = Checked {
+        metrics: vec![],
+        activations: vec![],
+        gradients: vec![],
+    };
+    for o in metrics {
+        match exchange::check_metrics(&o.d) {
+            Ok(m) => out.metrics.push((o.obj.writer(), m)),
+            Err(e) => failures.push(failed(o.obj, o.object, e)),
+        }
+    }
+    out.metrics.sort_by_key(|m| m.0);
+
+    let checked: Vec<_> = activations
+        .into_par_iter()
+        .map(|o| {
+            let Obj::Activations(j, i) = o.obj else {
+                unreachable!("sorted by kind")
+            };
+            let allowed: Vec<u32> = valid_queries
+                .get(&j)
+                .map(|q| q.for_peer(i).into_iter().map(|e| e.0).collect())
+                .unwrap_or_default();
+            let r = if allowed.is_empty() {
+                Err(no_query(&format!(
+                    "peer {j} has no valid query batch addressing examples to {i} in this epoch"
+                )))
+            } else {
+                exchange::check_tensor(&o.d, width, &allowed)
+            };
+            ((j, i), o.obj, o.object, r)
+        })
+        .collect();
+    for (pair, obj, object, r) in checked {
+        match r {
+            Ok(t) => out.activations.push((pair, t)),
+            Err(e) => failures.push(failed(obj, object, e)),
+        }
+    }
+    out.activations.sort_by_key(|p| p.0);
+
+    let answered: HashMap<(u32, u32), &[u32]> = out
+        .activations
+        .iter()
+        .map(|(p, t)| (*p, t.example.as_slice()))
+        .collect();
+    let checked: Vec<_> = gradients
+        .into_par_iter()
+        .map(|o| {
+            let Obj::Gradients(j, i) = o.obj else {
+                unreachable!("sorted by kind")
+            };
+            let r = match answered.get(&(j, i)) {
+                Some(allowed) => exchange::check_tensor(&o.d, width, allowed),
+                None => Err(no_query(&format!(
+                    "peer {i} has no valid answer to peer {j}'s query in this epoch"
+                ))),
+            };
+            ((j, i), o.obj, o.object, r)
+        })
+        .collect();
+    for (pair, obj, object, r) in checked {
+        match r {
+            Ok(t) => out.gradients.push((pair, t)),
+            Err(e) => failures.push(failed(obj, object, e)),
+        }
+    }
+    out.gradients.sort_by_key(|p| p.0);
+    out
+}
+
+fn no_query(detail: &str) -> Invalid {
+    Invalid {
+        code: Reason::NoQuery.code(),
+        detail: detail.to_string(),
+    }
+}
+
+/// `activations` / `gradients` as DataFusion sees them.
+pub fn tensor_table_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("src", DataType::UInt32, false),
+        Field::new("dst", DataType::UInt32, false),
+        Field::new("example", DataType::UInt32, false),
+        Field::new(
+            "values",
+            DataType::List(Arc::new(Field::new_list_field(DataType::Float32, false))),
+            false,
+        ),
+    ]))
+}
+
+/// Rows per MemTable batch.
+const BATCH_ROWS: usize = 512;
+
+/// Batches of at most [`BATCH_ROWS`] rows, dealt round-robin over
+/// `partitions`; the values move into Arrow buffers without a copy.
+fn partitioned(pairs: Pairs, partitions: usize) -> Result<Vec<Vec<RecordBatch>>> {
+    let schema = tensor_table_schema();
+    let mut parts: Vec<Vec<RecordBatch>> = vec![vec![]; partitions.max(1)];
+    let n_parts = parts.len();
+    let mut k = 0usize;
+    for ((j, i), t) in pairs {
+        let rows = t.example.len();
+        let values = ListArray::try_new(
+            Arc::new(Field::new_list_field(DataType::Float32, false)),
+            OffsetBuffer::from_lengths(std::iter::repeat_n(t.width, rows)),
+            Arc::new(Float32Array::from(t.values)),
+            None,
+        )?;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt32Array::from(vec![j; rows])),
+            Arc::new(UInt32Array::from(vec![i; rows])),
+            Arc::new(UInt32Array::from(t.example)),
+            Arc::new(values),
+        ];
+        let b = RecordBatch::try_new(schema.clone(), columns)?;
+        for o in (0..rows).step_by(BATCH_ROWS) {
+            parts[k % n_parts].push(b.slice(o, BATCH_ROWS.min(rows - o)));
+            k += 1;
+        }
+    }
+    Ok(parts)
+}
+
+/// φ per pair from checked tensors, by running [`SQL`].
+pub async fn scores(activations: Pairs, gradients: Pairs, partitions: usize) -> Result<Vec<Score>> {
+    if gradients.is_empty() {
+        return Ok(vec![]);
+    }
+    // Only answers that were differentiated can score.
+    let graded: std::collections::HashSet<(u32, u32)> = gradients.iter().map(|g| g.0).collect();
+    let activations: Pairs = activations
+        .into_iter()
+        .filter(|a| graded.contains(&a.0))
+        .collect();
+    let ctx = session(partitions);
+    let schema = tensor_table_schema();
+    ctx.register_table(
+        "activations",
+        Arc::new(MemTable::try_new(
+            schema.clone(),
+            partitioned(activations, partitions)?,
+        )?),
+    )?;
+    ctx.register_table(
+        "gradients",
+        Arc::new(MemTable::try_new(
+            schema,
+            partitioned(gradients, partitions)?,
+        )?),
+    )?;
+    let batches = ctx.sql(SQL).await?.collect().await?;
+    let mut out = Vec::new();
+    for b in batches {
+        let col = |i: usize, t: &DataType| arrow::compute::cast(b.column(i), t);
+        let src = col(0, &DataType::UInt32)?;
+        let dst = col(1, &DataType::UInt32)?;
+        let score = col(2, &DataType::Float64)?;
+        let examples = col(3, &DataType::Int64)?;
+        let (src, dst) = (
+            src.as_primitive::<arrow::datatypes::UInt32Type>(),
+            dst.as_primitive::<arrow::datatypes::UInt32Type>(),
+        );
+        let (score, examples) = (
+            score.as_primitive::<Float64Type>(),
+            examples.as_primitive::<Int64Type>(),
+        );
+        for r in 0..b.num_rows() {
+            if score.is_null(r) {
+                return Err(Error::Epoch(format!(
+                    "the Fisher query gave no score for pair ({}, {})",
+                    src.value(r),
+                    dst.value(r)
+                )));
+            }
+            out.push(Score {
+                src: src.value(r),
+                dst: dst.value(r),
+                score: score.value(r),
+                examples: examples.value(r) as u64,
+            });
+        }
+    }
+    out.sort_by_key(|s| (s.src, s.dst));
+    Ok(out)
+}
+
+/// A DataFusion session with `fb_dot` and `fb_sum` registered.
+pub fn session(partitions: usize) -> SessionContext {
+    let ctx = SessionContext::new_with_config(
+        SessionConfig::new().with_target_partitions(partitions.max(1)),
+    );
+    ctx.register_udf(ScalarUDF::from(FbDot::new()));
+    ctx.register_udaf(fb_sum());
+    ctx
+}
+
+/// ⟨x, y⟩ accumulated in f64 in index order. A product of two f32 is exact in
+/// f64, so only the additions round, always in the same order.
+pub fn dot(x: &[f32], y: &[f32]) -> f64 {
+    let mut acc = 0.0f64;
+    for (a, b) in x.iter().zip(y) {
+        acc += *a as f64 * *b as f64;
+    }
+    acc
+}
+
+/// Sums in an order fixed by the values alone (ascending by `total_cmp`), so
+/// the result does not depend on how the values arrived.
+pub fn order_free_sum(v: &mut [f64]) -> f64 {
+    v.sort_unstable_by(f64::total_cmp);
+    v.iter().fold(0.0, |a, b| a + b)
+}
+
+/// `fb_dot(list<float32>, list<float32>) -> float64`: [`dot`] per row; NULL
+/// when either side is NULL or the lengths differ.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct FbDot {
+    signature: Signature,
+}
+
+impl FbDot {
+    fn new() -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for FbDot {
+    fn name(&self) -> &str {
+        "fb_dot"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
+        for t in args {
+            match t {
+                DataType::List(f) if f.data_type() == &DataType::Float32 => {}
+                _ => return plan_err!("fb_dot takes two list<float32> arguments; got {t}"),
+            }
+        }
+        Ok(DataType::Float64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let (a, b) = (arrays[0].as_list::<i32>(), arrays[1].as_list::<i32>());
+        let (av, bv) = (
+            a.values().as_primitive::<Float32Type>().values(),
+            b.values().as_primitive::<Float32Type>().values(),
+        );
+        let (ao, bo) = (a.value_offsets(), b.value_offsets());
+        let out: Float64Array = (0..a.len())
+            .map(|r| {
+                if a.is_null(r) || b.is_null(r) {
+                    return None;
+                }
+                let x = &av[ao[r] as usize..ao[r + 1] as usize];
+                let y = &bv[bo[r] as usize..bo[r + 1] as usize];
+                (x.len() == y.len()).then(|| dot(x, y))
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `fb_sum(float64) -> float64`: [`order_free_sum`] of the non-NULL values.
+pub fn fb_sum() -> AggregateUDF {
+    create_udaf(
+        "fb_sum",
+        vec![DataType::Float64],
+        Arc::new(DataType::Float64),
+        Volatility::Immutable,
+        Arc::new(|_| Ok(Box::new(OrderFreeSum::default()))),
+        Arc::new(vec![DataType::List(Arc::new(Field::new_list_field(
+            DataType::Float64,
+            true,
+        )))]),
+    )
+}
+
+/// Keeps every value; partial states merge by concatenation.
+#[derive(Debug, Default)]
+struct OrderFreeSum {
+    values: Vec<f64>,
+}
+
+impl Accumulator for OrderFreeSum {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
+        self.values
+            .extend(values[0].as_primitive::<Float64Type>().iter().flatten());
+        Ok(())
+    }
+
+    fn evaluate(&mut self) -> DfResult<ScalarValue> {
+        if self.values.is_empty() {
+            return Ok(ScalarValue::Float64(None));
+        }
+        Ok(ScalarValue::Float64(Some(order_free_sum(&mut self.values))))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.values.capacity() * std::mem::size_of::<f64>()
+    }
+
+    fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
+        let list = ListArray::from_iter_primitive::<Float64Type, _, _>([Some(
+            self.values.iter().map(|v| Some(*v)),
+        )]);
+        Ok(vec![ScalarValue::List(Arc::new(list))])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
+        let l = states[0].as_list::<i32>();
+        for r in 0..l.len() {
+            if l.is_valid(r) {
+                let v = l.value(r);
+                self.values
+                    .extend(v.as_primitive::<Float64Type>().iter().flatten());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// φ rows by querier index: (answerer index, φ), ascending by answerer.
+pub fn phi_rows(scores: &[Score], registry: &Registry) -> Vec<Vec<(u32, f64)>> {
+    let mut rows = vec![vec![]; registry.len()];
+    for s in scores {
+        if let (Some(j), Some(i)) = (registry.index(s.src), registry.index(s.dst)) {
+            rows[j as usize].push((i, s.score));
+        }
+    }
+    for r in &mut rows {
+        r.sort_by_key(|e| e.0);
+    }
+    rows
+}
+
+/// fisher_rank_i = (1/n) Σ_j φ_{j,i}, summed over j ascending, by index.
+pub fn fisher_rank(phi: &[Vec<(u32, f64)>]) -> Vec<f64> {
+    let n = phi.len();
+    let mut sum = vec![0.0f64; n];
+    for row in phi {
+        for (i, s) in row {
+            sum[*i as usize] += s;
+        }
+    }
+    sum.into_iter().map(|s| s / n as f64).collect()
+}
+
+/// A `fisher`-sourced row (SPEC 5.3): φ_{j,·} without zero (and self) entries,
+/// its `max_weights` largest kept (ties: lower uid first), normalised.
+/// Returns destination indices ascending and weights.
+pub fn fisher_row(
+    phi: &[(u32, f64)],
+    src: u32,
+    params: &Params,
+    k: u32,
+) -> std::result::Result<(Vec<u32>, Vec<f64>), (Reason, String)> {
+    if phi.is_empty() {
+        return Err((
+            Reason::NoFisherScores,
+            "no Fisher scores were measured for this peer's queries in this epoch".into(),
+        ));
+    }
+    let mut e: Vec<(u32, f64)> = phi
+        .iter()
+        .filter(|(d, s)| *s > 0.0 && (params.allow_self_weight || *d != src))
+        .copied()
+        .collect();
+    e.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    e.truncate(params.max_weights as usize);
+    if e.len() < k as usize {
+        return Err((
+            Reason::TooFewWeights,
+            format!(
+                "{} nonzero Fisher scores besides the peer itself; this epoch needs at least k = {k}",
+                e.len()
+            ),
+        ));
+    }
+    e.sort_by_key(|x| x.0);
+    let total = e.iter().fold(0.0, |a, x| a + x.1);
+    if e.is_empty() || total <= 0.0 || !total.is_finite() {
+        return Ok((vec![], vec![]));
+    }
+    Ok((
+        e.iter().map(|x| x.0).collect(),
+        e.iter().map(|x| x.1 / total).collect(),
+    ))
+}
+
+/// Total variation distance between each peer's row in force (`edges`, sorted
+/// by (src, dst)) and its normalised φ row; `None` without both.
+pub fn divergence(edges: &Edges, phi: &[Vec<(u32, f64)>]) -> Vec<Option<f64>> {
+    let mut out = vec![None; phi.len()];
+    let mut c = 0usize;
+    for (j, row) in phi.iter().enumerate() {
+        let start = c;
+        while c < edges.src.len() && edges.src[c] as usize == j {
+            c += 1;
+        }
+        let (dst, w) = (&edges.dst[start..c], &edges.weight[start..c]);
+        let total = row.iter().fold(0.0, |a, x| a + x.1);
+        if dst.is_empty() || total <= 0.0 || !total.is_finite() {
+            continue;
+        }
+        let (mut a, mut b, mut acc) = (0usize, 0usize, 0.0f64);
+        while a < dst.len() || b < row.len() {
+            let da = dst.get(a).copied().unwrap_or(u32::MAX);
+            let db = row.get(b).map(|x| x.0).unwrap_or(u32::MAX);
+            let (x, y) = if da == db {
+                a += 1;
+                b += 1;
+                (w[a - 1], row[b - 1].1 / total)
+            } else if da < db {
+                a += 1;
+                (w[a - 1], 0.0)
+            } else {
+                b += 1;
+                (0.0, row[b - 1].1 / total)
+            };
+            acc += (x - y).abs();
+        }
+        out[j] = Some(0.5 * acc);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn params(max_weights: u32, allow_self_weight: bool) -> Params {
+        Params {
+            max_weights,
+            allow_self_weight,
+            ..Params::default()
+        }
+    }
+
+    #[test]
+    fn fisher_row_keeps_the_largest_drops_zeros_and_self() {
+        let phi = [(0, 5.0), (1, 0.0), (2, 3.0), (3, 3.0), (4, 1.0), (5, 9.0)];
+        // Self (5) dropped, zero dropped; two largest: 0 (5.0) then a tie 2/3 → 2.
+        let (d, w) = fisher_row(&phi, 5, &params(2, false), 1).unwrap();
+        assert_eq!(d, vec![0, 2]);
+        assert_eq!(w, vec![5.0 / 8.0, 3.0 / 8.0]);
+        let (d, _) = fisher_row(&phi, 5, &params(1, true), 1).unwrap();
+        assert_eq!(d, vec![5]);
+        let e = fisher_row(&phi, 5, &params(10, false), 5).unwrap_err();
+        assert_eq!(e.0, Reason::TooFewWeights);
+        let e = fisher_row(&[], 5, &params(10, false), 1).unwrap_err();
+        assert_eq!(e.0, Reason::NoFisherScores);
+        let e = fisher_row(&[(1, 0.0)], 5, &params(10, false), 1).unwrap_err();
+        assert_eq!(e.0, Reason::TooFewWeights);
+    }
+
+    #[test]
+    fn divergence_is_total_variation() {
+        let edges = Edges {
+            src: vec![0, 0, 2],
+            dst: vec![1, 3, 0],
+            weight: vec![0.5, 0.5, 1.0],
+        };
+        let phi = vec![
+            vec![(1, 12.0), (2, 4.0), (3, 0.0)],
+            vec![(0, 1.0)],
+            vec![(0, 2.0)],
+            vec![],
+        ];
+        let d = divergence(&edges, &phi);
+        assert_eq!(d, vec![Some(0.5), None, Some(0.0), None]);
+        assert_eq!(fisher_rank(&phi), vec![0.75, 3.0, 1.0, 0.0]);
+    }
+
+    fn random_pairs(seed: u64, pairs: &[(u32, u32)], rows: u32, width: usize) -> (Pairs, Pairs) {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut t = |examples: Vec<u32>| {
+            let values = (0..examples.len() * width)
+                .map(|_| rng.gen_range(-1e3f32..1e3) * rng.gen_range(1e-6f32..1.0))
+                .collect();
+            Tensor {
+                example: examples,
+                values,
+                width,
+            }
+        };
+        let mut a = vec![];
+        let mut g = vec![];
+        for p in pairs {
+            a.push((*p, t((0..rows).collect())));
+            g.push((*p, t((0..rows).filter(|x| x % 3 != 1).collect())));
+        }
+        (a, g)
+    }
+
+    fn direct(a: &Pairs, g: &Pairs) -> Vec<Score> {
+        g.iter()
+            .map(|(p, gt)| {
+                let at = &a.iter().find(|x| x.0 == *p).unwrap().1;
+                let mut v: Vec<f64> = gt
+                    .example
+                    .iter()
+                    .enumerate()
+                    .map(|(r, e)| {
+                        let ar = at.example.iter().position(|x| x == e).unwrap();
+                        let d = dot(gt.row(r), at.row(ar));
+                        d * d
+                    })
+                    .collect();
+                Score {
+                    src: p.0,
+                    dst: p.1,
+                    score: order_free_sum(&mut v),
+                    examples: v.len() as u64,
+                }
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scores_are_bit_identical_at_any_partition_count() {
+        let pairs = [(0, 1), (0, 2), (1, 0), (2, 1), (3, 0)];
+        let (a, g) = random_pairs(3, &pairs, 3000, 6);
+        let want = direct(&a, &g);
+        for p in [1, 2, 3, 8] {
+            let got = scores(a.clone(), g.clone(), p).await.unwrap();
+            assert_eq!(got.len(), want.len());
+            for (x, y) in got.iter().zip(&want) {
+                assert_eq!((x.src, x.dst, x.examples), (y.src, y.dst, y.examples));
+                assert_eq!(x.score.to_bits(), y.score.to_bits(), "partitions {p}");
+            }
+        }
+    }
+}
