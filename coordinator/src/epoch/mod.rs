@@ -81,10 +81,14 @@ pub async fn prepare(
         new_peers.push(p);
     }
     let registry = Registry::new(peers);
+    // The peg may raise k past the number of peers a row can name; rows are
+    // then held to all of them, not rejected forever (SPEC 4 is silent here).
+    let nameable = registry.len() as u32 - u32::from(!net.params.allow_self_weight);
+    let row_k = prev.k.min(nameable.max(1));
     new_peers.sort_by_key(|p| p.uid);
 
     let (mut got, mut phases) =
-        ingest::read_weights(store, net, &registry, epoch, prev.k, only).await?;
+        ingest::read_weights(store, net, &registry, epoch, row_k, only).await?;
     phases.load_previous = load_previous;
     let t = Instant::now();
     let mut exchange = fisher::read_exchange(store, net, &registry, epoch, threads, only).await?;
@@ -94,7 +98,7 @@ pub async fn prepare(
     let mut accepted = Vec::with_capacity(got.rows.len());
     for mut r in got.rows.drain(..) {
         if r.source == Source::Fisher {
-            match fisher::fisher_row(&phi[r.src as usize], r.src, &net.params, prev.k) {
+            match fisher::fisher_row(&phi[r.src as usize], r.src, &net.params, row_k) {
                 Ok((dst, weight)) => {
                     r.dst = dst;
                     r.weight = weight;

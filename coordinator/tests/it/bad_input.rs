@@ -158,3 +158,19 @@ fn every_reason_code_is_recorded_and_honest_rows_survive() {
     let we = net.sql_csv("SELECT weights_epoch FROM state WHERE epoch = 1 AND uid = 0");
     assert_eq!(we, vec![vec!["0".to_string()]]);
 }
+
+#[test]
+fn k_past_the_number_of_peers_asks_for_all_of_them() {
+    // Three peers can name at most two others; k = 5 must not reject every row.
+    let net = Net::new(3, &[100], "k_initial = 5\n");
+    net.set(0, "1=1,2=1");
+    net.set(1, "0=1");
+    net.fb(&["epoch", "run"]).ok();
+    let rej = net.sql_csv("SELECT object, reason FROM rejections");
+    assert_eq!(
+        rej,
+        vec![vec![weights_path(0, 1), "too_few_weights".to_string()]]
+    );
+    let rows = net.sql_csv("SELECT DISTINCT src FROM weights");
+    assert_eq!(rows, vec![vec!["0".to_string()]]);
+}

@@ -243,6 +243,40 @@ fn hostile_answers_are_skipped_by_peers_and_rejected_by_the_coordinator() {
         .net
         .sql_csv("SELECT src FROM fisher WHERE epoch = 0 AND dst = 2");
     assert!(fisher.is_empty(), "{fisher:?}");
+
+    // Epoch 1: peer 2 queries peer 0 properly, then sends it a NaN gradient.
+    // Peer 0 must not train on it: its answers and loss stay finite after.
+    m.step(2, "query");
+    m.step(0, "answer");
+    rt.block_on(async {
+        let net = NetworkFile::load(&store).await.unwrap();
+        let q = store.get(&layout::queries(1, 2)).await.unwrap();
+        let q = exchange::check_queries(&exchange::decode("q", q).unwrap(), 2, 16).unwrap();
+        let ex: Vec<u32> = q.for_peer(0).iter().map(|e| e.0).collect();
+        assert!(!ex.is_empty(), "peer 2 did not query peer 0");
+        let t = Tensor {
+            values: vec![f32::NAN; ex.len() * 256],
+            example: ex,
+            width: 256,
+        };
+        let path = layout::gradients(1, 2, 0);
+        let (ctx, attrs) = exchange::sign_context(Kind::Gradients, net.id(), 1, 2, 0);
+        let bytes = exchange::encode_signed(&path, &t.batch(), &key, &ctx, &attrs).unwrap();
+        store.put(&path, bytes).await.unwrap();
+    });
+    m.step(0, "learn");
+    m.net.fb(&["epoch", "run"]).ok();
+    m.epoch(&[0, 1]);
+    let loss = m.losses();
+    assert!(loss[&(2, 0)].is_finite(), "{loss:?}");
+    let rej = m.net.sql_csv(
+        "SELECT object, reason, detail FROM rejections WHERE epoch = 2 AND object LIKE '%/uid=0.parquet'",
+    );
+    assert!(rej.is_empty(), "peer 0 was poisoned: {rej:?}");
+    let rej = m
+        .net
+        .sql_csv("SELECT reason FROM rejections WHERE epoch = 1");
+    assert!(rej.contains(&vec!["non_finite".to_string()]), "{rej:?}");
 }
 
 #[test]
