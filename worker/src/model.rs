@@ -527,11 +527,10 @@ impl PeerModel {
         })
     }
 
-    /// What removing each answering peer from the gate's mix would cost:
-    /// the loss without its answers (the others' gates renormalised, the
-    /// student standing in where none is left) minus the loss with all.
-    /// Whitepaper eq. 12 measured directly through the gating layer; a peer
-    /// whose answers only add noise costs nothing to remove.
+    /// What removing each answering peer would cost: the loss with its term
+    /// taken out of `G(x)` (ΔF = −g_j(x) f_j(x), the other gates unchanged,
+    /// as in whitepaper eq. 12) minus the loss with all answers. A peer whose
+    /// answers only add noise costs nothing, or less than nothing, to remove.
     pub fn removal_cost(&self, windows: &[Window], answers: &[Answer]) -> Result<Vec<f64>> {
         let d = self.dims;
         let b = windows.len();
@@ -549,17 +548,14 @@ impl PeerModel {
                 &Device::Cpu,
             )?)?);
         }
+        let zero = Var::zeros((b * d.seq_len, d.out_dim), DType::F32, &Device::Cpu)?;
         let all: Vec<(&Answer, &Var)> = answers.iter().zip(&vars).collect();
         let base = self.losses(windows, &all)?.0.to_scalar::<f32>()? as f64;
         (0..answers.len())
             .map(|c| {
-                let rest: Vec<(&Answer, &Var)> = all
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| *i != c)
-                    .map(|(_, p)| *p)
-                    .collect();
-                Ok(self.losses(windows, &rest)?.0.to_scalar::<f32>()? as f64 - base)
+                let mut without = all.clone();
+                without[c].1 = &zero;
+                Ok(self.losses(windows, &without)?.0.to_scalar::<f32>()? as f64 - base)
             })
             .collect()
     }

@@ -10,12 +10,16 @@ use faceblock_schemas::exchange::{self, Metrics, Queries, Tensor};
 use faceblock_schemas::signing::Kind;
 use faceblock_schemas::{layout, PublicKey};
 use futures::{StreamExt, TryStreamExt};
+use rand::seq::SliceRandom;
 use tracing::{info, warn};
 
 use crate::model::{Answer, Trainer, Window};
 use crate::peer::{Behaviour, Peer, WeightsFrom};
 use crate::submit::{self, Row};
 use crate::{identity, Result};
+
+/// One example in this many is sent to peers picked at random.
+const EXPLORE_EVERY: usize = 4;
 
 /// Uploads in flight at once.
 const UPLOADS: usize = 8;
@@ -163,7 +167,7 @@ pub async fn query(peer: &mut Peer, epoch: u64) -> Result<QueryReport> {
         let bias: Vec<f32> = candidates
             .iter()
             .map(|u| match peer.progress.scores.get(u) {
-                Some(s) if mean > 0.0 => (s / mean).max(1e-3).ln() as f32,
+                Some(s) if mean > 0.0 => (s / mean).max(0.05).ln() as f32,
                 _ => 0.0,
             })
             .collect();
@@ -173,7 +177,13 @@ pub async fn query(peer: &mut Peer, epoch: u64) -> Result<QueryReport> {
             .collect();
         for (ex, row) in logits.iter().enumerate() {
             let mut order: Vec<usize> = (0..row.len()).collect();
-            order.sort_by(|a, b| row[*b].total_cmp(&row[*a]));
+            if ex % EXPLORE_EVERY == EXPLORE_EVERY - 1 {
+                // Exploration: every peer keeps being measured, so one bad
+                // batch doesn't silence a good peer for good.
+                order.shuffle(&mut rng);
+            } else {
+                order.sort_by(|a, b| row[*b].total_cmp(&row[*a]));
+            }
             for c in order.into_iter().take(k) {
                 q.example.push(ex as u32);
                 q.dst.push(candidates[c]);
@@ -395,6 +405,9 @@ pub async fn learn(peer: &mut Peer, epoch: u64) -> Result<LearnReport> {
     let answered_uids: Vec<u32> = answers.iter().map(|a| a.uid).collect();
 
     let mut opt = Trainer::new(&peer.model, peer.settings.lr, peer.settings.gating_lr)?;
+    // Each peer's worth is measured before training on this batch: after a
+    // few steps on it the head could fit even noise answers.
+    let cost = peer.model.removal_cost(&windows, &answers)?;
     // The first step's gradients are the ones sent back: they are taken at
     // the parameters the answers were computed against.
     let first = peer
@@ -422,7 +435,6 @@ pub async fn learn(peer: &mut Peer, epoch: u64) -> Result<LearnReport> {
             .train_step(&mut opt, &windows, clone_answers(&answers))?;
         examples += windows.len() as u64;
     }
-    let cost = peer.model.removal_cost(&windows, &answers)?;
     for (a, c) in answers.iter().zip(&cost) {
         let s = peer.progress.scores.entry(a.uid).or_insert(c.max(0.0));
         *s = 0.5 * *s + 0.5 * c.max(0.0);
