@@ -34,12 +34,12 @@ def encoder():
 def encode(p, ids):
     emb, w1, b1, w2, b2 = p
     x = torch.cat([emb[ids[c]] for c in range(CONTEXT)], 1)
-    return F.gelu(x @ w1 + b1, approximate="tanh") @ w2 + b2
+    return F.relu(x @ w1 + b1) @ w2 + b2
 
 
 def head(p, g, f):
     w1, b1, w2, b2 = p
-    return F.gelu(torch.cat([g, f], 1) @ w1 + b1, approximate="tanh") @ w2 + b2
+    return F.relu(torch.cat([g, f], 1) @ w1 + b1) @ w2 + b2
 
 
 def shifted(windows):

@@ -173,7 +173,7 @@ impl Encoder {
             parts.push(self.emb.as_tensor().index_select(&ids, 0)?);
         }
         let x = Tensor::cat(&parts, 1)?;
-        let h = self.l1.forward(&x)?.gelu()?;
+        let h = self.l1.forward(&x)?.relu()?;
         self.l2.forward(&h)
     }
 }
@@ -195,12 +195,12 @@ impl Head {
 
     fn forward(&self, g: &Tensor, f: &Tensor) -> Result<Tensor> {
         let x = Tensor::cat(&[g, f], 1)?;
-        self.l2.forward(&self.l1.forward(&x)?.gelu()?)
+        self.l2.forward(&self.l1.forward(&x)?.relu()?)
     }
 
     fn forward_frozen(&self, g: &Tensor, f: &Tensor) -> Result<Tensor> {
         let x = Tensor::cat(&[g, f], 1)?;
-        self.l2.forward_frozen(&self.l1.forward_frozen(&x)?.gelu()?)
+        self.l2.forward_frozen(&self.l1.forward_frozen(&x)?.relu()?)
     }
 }
 
