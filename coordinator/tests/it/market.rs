@@ -359,3 +359,44 @@ fn every_phase_works_on_s3_through_faults() {
     m.net.fb(&["epoch", "verify", "--epoch", "1"]).ok();
     eprintln!("proxy counts: {counts}");
 }
+
+#[test]
+fn a_peer_that_joins_mid_market_asks_and_is_asked() {
+    let mut m = Market::local(3, 0);
+    // A newcomer, not in genesis, with its own key.
+    let newcomer = m.net.dir.path().join("newcomer.key");
+    peer("", &["keygen", "--out", newcomer.to_str().unwrap()]).ok();
+    let out = m.step(0, "query");
+    assert!(out.stdout.contains("queried"), "{}", out.stdout);
+    m.net
+        .peer(&["register", "--key", newcomer.to_str().unwrap()])
+        .ok();
+    // Not registered yet: a clear error, not a crash.
+    let early = m.net.peer(&[
+        "step",
+        "--phase",
+        "query",
+        "--key",
+        newcomer.to_str().unwrap(),
+        "--data",
+        m.data[0].to_str().unwrap(),
+    ]);
+    assert_eq!(early.code, 1);
+    assert!(early.stderr.contains("not registered"), "{}", early.stderr);
+    m.net.fb(&["epoch", "run"]).ok();
+    m.net.keys.push(newcomer);
+    m.data.push(m.data[1].clone());
+    m.behaviour.push("honest");
+    m.epoch(&[0, 1, 2, 3]);
+    let rows = m
+        .net
+        .sql_csv("SELECT src, dst FROM fisher WHERE epoch = 1 AND (src = 3 OR dst = 3)");
+    assert!(
+        rows.iter().any(|r| r[0] == "3"),
+        "the newcomer asked nobody: {rows:?}"
+    );
+    assert!(
+        rows.iter().any(|r| r[1] == "3"),
+        "nobody asked the newcomer: {rows:?}"
+    );
+}
