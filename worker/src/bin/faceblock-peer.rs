@@ -147,7 +147,7 @@ struct PeerArgs {
     #[arg(long, value_enum, default_value = "honest")]
     behaviour: Behaviour,
     /// Where the submitted weight row comes from.
-    #[arg(long, value_enum, default_value = "gating")]
+    #[arg(long, value_enum, default_value = "gating", visible_alias = "source")]
     weights_from: WeightsFrom,
 }
 
