@@ -11,17 +11,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, Float32Array, Float64Array, ListArray, RecordBatch, UInt32Array,
-};
-use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Int64Type, Schema, SchemaRef};
-use datafusion::common::{plan_err, Result as DfResult, ScalarValue};
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray, RecordBatch, UInt32Array};
+use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
+use datafusion::common::{Result as DfResult, ScalarValue};
 use datafusion::datasource::MemTable;
-use datafusion::logical_expr::{
-    create_udaf, Accumulator, AggregateUDF, ColumnarValue, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::{create_udaf, Accumulator, AggregateUDF, Volatility};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use ed25519_dalek::VerifyingKey;
 use faceblock_schemas::exchange::{self, Invalid, Metrics, Queries, Signed, Tensor};
@@ -488,80 +482,64 @@ fn no_query(detail: &str) -> Invalid {
     }
 }
 
-/// `activations` / `gradients` as DataFusion sees them.
-pub fn tensor_table_schema() -> SchemaRef {
+/// `answered` as DataFusion sees it: one row per example with both an
+/// answer and a gradient, and the inner product of the two.
+pub fn answered_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("src", DataType::UInt32, false),
         Field::new("dst", DataType::UInt32, false),
         Field::new("example", DataType::UInt32, false),
-        Field::new(
-            "values",
-            DataType::List(Arc::new(Field::new_list_field(DataType::Float32, false))),
-            false,
-        ),
+        Field::new("d", DataType::Float64, false),
     ]))
 }
 
-/// Rows per MemTable batch.
-const BATCH_ROWS: usize = 512;
-
-/// Batches of at most [`BATCH_ROWS`] rows, dealt round-robin over
-/// `partitions`; the values move into Arrow buffers without a copy.
-fn partitioned(pairs: Pairs, partitions: usize) -> Result<Vec<Vec<RecordBatch>>> {
-    let schema = tensor_table_schema();
-    let mut parts: Vec<Vec<RecordBatch>> = vec![vec![]; partitions.max(1)];
-    let n_parts = parts.len();
-    let mut k = 0usize;
-    for ((j, i), t) in pairs {
-        let rows = t.example.len();
-        let values = ListArray::try_new(
-            Arc::new(Field::new_list_field(DataType::Float32, false)),
-            OffsetBuffer::from_lengths(std::iter::repeat_n(t.width, rows)),
-            Arc::new(Float32Array::from(t.values)),
-            None,
-        )?;
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(UInt32Array::from(vec![j; rows])),
-            Arc::new(UInt32Array::from(vec![i; rows])),
-            Arc::new(UInt32Array::from(t.example)),
-            Arc::new(values),
-        ];
-        let b = RecordBatch::try_new(schema.clone(), columns)?;
-        for o in (0..rows).step_by(BATCH_ROWS) {
-            parts[k % n_parts].push(b.slice(o, BATCH_ROWS.min(rows - o)));
-            k += 1;
-        }
-    }
-    Ok(parts)
+/// ⟨g, f⟩ for every example of every graded pair, in parallel over pairs.
+/// Pairing happens here rather than in a SQL join: a join moves both
+/// 2,048-value lists per row and cost 30× the arithmetic in release builds.
+fn inner_products(activations: Pairs, gradients: &Pairs) -> Vec<(u32, u32, Vec<u32>, Vec<f64>)> {
+    let acts: HashMap<(u32, u32), Tensor> = activations.into_iter().collect();
+    gradients
+        .par_iter()
+        .filter_map(|((j, i), g)| {
+            let a = acts.get(&(*j, *i))?;
+            let mut ex = Vec::with_capacity(g.example.len());
+            let mut d = Vec::with_capacity(g.example.len());
+            for (r, x) in g.example.iter().enumerate() {
+                // The checks made gradient examples a subset of the answer's.
+                let k = a.example.binary_search(x).ok()?;
+                ex.push(*x);
+                d.push(dot(g.row(r), a.row(k)));
+            }
+            Some((*j, *i, ex, d))
+        })
+        .collect()
 }
 
-/// φ per pair from checked tensors, by running [`SQL`].
+/// φ per pair from checked tensors: inner products here, then [`SQL`] on
+/// DataFusion for the per-pair sums of squares.
 pub async fn scores(activations: Pairs, gradients: Pairs, partitions: usize) -> Result<Vec<Score>> {
     if gradients.is_empty() {
         return Ok(vec![]);
     }
-    // Only answers that were differentiated can score.
-    let graded: std::collections::HashSet<(u32, u32)> = gradients.iter().map(|g| g.0).collect();
-    let activations: Pairs = activations
-        .into_iter()
-        .filter(|a| graded.contains(&a.0))
-        .collect();
-    let ctx = session(partitions);
-    let schema = tensor_table_schema();
-    ctx.register_table(
-        "activations",
-        Arc::new(MemTable::try_new(
+    let pairs = inner_products(activations, &gradients);
+    let schema = answered_schema();
+    let mut parts: Vec<Vec<RecordBatch>> = vec![vec![]; partitions.max(1)];
+    let n_parts = parts.len();
+    for (k, (j, i, ex, d)) in pairs.into_iter().enumerate() {
+        let rows = ex.len();
+        let b = RecordBatch::try_new(
             schema.clone(),
-            partitioned(activations, partitions)?,
-        )?),
-    )?;
-    ctx.register_table(
-        "gradients",
-        Arc::new(MemTable::try_new(
-            schema,
-            partitioned(gradients, partitions)?,
-        )?),
-    )?;
+            vec![
+                Arc::new(UInt32Array::from(vec![j; rows])) as ArrayRef,
+                Arc::new(UInt32Array::from(vec![i; rows])),
+                Arc::new(UInt32Array::from(ex)),
+                Arc::new(Float64Array::from(d)),
+            ],
+        )?;
+        parts[k % n_parts].push(b);
+    }
+    let ctx = session(partitions);
+    ctx.register_table("answered", Arc::new(MemTable::try_new(schema, parts)?))?;
     let batches = ctx.sql(SQL).await?.collect().await?;
     let mut out = Vec::new();
     for b in batches {
@@ -598,12 +576,11 @@ pub async fn scores(activations: Pairs, gradients: Pairs, partitions: usize) -> 
     Ok(out)
 }
 
-/// A DataFusion session with `fb_dot` and `fb_sum` registered.
+/// A DataFusion session with `fb_sum` registered.
 pub fn session(partitions: usize) -> SessionContext {
     let ctx = SessionContext::new_with_config(
         SessionConfig::new().with_target_partitions(partitions.max(1)),
     );
-    ctx.register_udf(ScalarUDF::from(FbDot::new()));
     ctx.register_udaf(fb_sum());
     ctx
 }
@@ -623,62 +600,6 @@ pub fn dot(x: &[f32], y: &[f32]) -> f64 {
 pub fn order_free_sum(v: &mut [f64]) -> f64 {
     v.sort_unstable_by(f64::total_cmp);
     v.iter().fold(0.0, |a, b| a + b)
-}
-
-/// `fb_dot(list<float32>, list<float32>) -> float64`: [`dot`] per row; NULL
-/// when either side is NULL or the lengths differ.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct FbDot {
-    signature: Signature,
-}
-
-impl FbDot {
-    fn new() -> Self {
-        Self {
-            signature: Signature::any(2, Volatility::Immutable),
-        }
-    }
-}
-
-impl ScalarUDFImpl for FbDot {
-    fn name(&self) -> &str {
-        "fb_dot"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
-        for t in args {
-            match t {
-                DataType::List(f) if f.data_type() == &DataType::Float32 => {}
-                _ => return plan_err!("fb_dot takes two list<float32> arguments; got {t}"),
-            }
-        }
-        Ok(DataType::Float64)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let (a, b) = (arrays[0].as_list::<i32>(), arrays[1].as_list::<i32>());
-        let (av, bv) = (
-            a.values().as_primitive::<Float32Type>().values(),
-            b.values().as_primitive::<Float32Type>().values(),
-        );
-        let (ao, bo) = (a.value_offsets(), b.value_offsets());
-        let out: Float64Array = (0..a.len())
-            .map(|r| {
-                if a.is_null(r) || b.is_null(r) {
-                    return None;
-                }
-                let x = &av[ao[r] as usize..ao[r + 1] as usize];
-                let y = &bv[bo[r] as usize..bo[r + 1] as usize];
-                (x.len() == y.len()).then(|| dot(x, y))
-            })
-            .collect();
-        Ok(ColumnarValue::Array(Arc::new(out)))
-    }
 }
 
 /// `fb_sum(float64) -> float64`: [`order_free_sum`] of the non-NULL values.
