@@ -2,7 +2,7 @@
 //! straight into a local store (signed queries, activations, gradients and
 //! fisher-sourced weight rows, as peers write them), then time
 //! - `fisher::read_exchange` called in-process (list, read, checks, φ on DataFusion),
-//! - the φ phase alone on DataFusion against a plain Rust loop over the same tensors,
+//! - the φ phase alone (pairing, inner products, DataFusion's sums) against a plain Rust loop,
 //! - one `faceblock epoch run --timings` as a separate process (wall, peak RSS),
 //!
 //! and print MB/s of activation + gradient bytes read.
@@ -285,8 +285,9 @@ fn main() -> anyhow::Result<()> {
 
     let width = (net.params.seq_len * net.params.out_dim) as usize;
     let (a, g) = load_pairs(&root, peers, fanout, batch, width)?;
+    let (ac, gc) = (a.clone(), g.clone());
     let t = Instant::now();
-    let df = rt.block_on(fisher::scores(a.clone(), g.clone(), partitions))?;
+    let df = rt.block_on(fisher::scores(ac, gc, partitions))?;
     let df_ms = t.elapsed().as_secs_f64() * 1e3;
     let t = Instant::now();
     let plain = plain_scores(&a, &g);
@@ -297,7 +298,7 @@ fn main() -> anyhow::Result<()> {
             .zip(&plain)
             .all(|(d, p)| (d.src, d.dst) == p.0 && d.score.to_bits() == p.1.to_bits());
     println!(
-        "phi alone over {mb:.1} MB: DataFusion (join + fb_dot + fb_sum) {df_ms:.0} ms, plain Rust {plain_ms:.0} ms; bit-identical: {same}"
+        "phi alone over {mb:.1} MB: pairing + inner products + DataFusion fb_sum {df_ms:.0} ms, plain Rust {plain_ms:.0} ms; bit-identical: {same}"
     );
 
     let _ = Command::new("sync").status();

@@ -2,10 +2,11 @@
 //! every file with the checks peers run themselves (`faceblock_schemas::exchange`),
 //! and measure φ_{j,i} = Σ_x ⟨g_{j,i}(x), f_i(x)⟩² for every answered pair.
 //!
-//! φ runs on DataFusion (`pipelines/sql/fisher.sql`) over the checked tensors.
-//! Its two sums are `fb_dot` (f64, index order) and `fb_sum` (order-free: sorts
-//! before adding), so scores are the same to the last bit at any partition
-//! count (SPEC 8).
+//! Answers and gradients are paired per example and their inner products
+//! taken in Rust (f64, index order); DataFusion then runs
+//! `pipelines/sql/fisher.sql`, whose per-pair sum `fb_sum` is order-free
+//! (sorts before adding), so scores are the same to the last bit at any
+//! partition count (SPEC 8).
 
 use std::collections::HashMap;
 use std::sync::Arc;
