@@ -21,7 +21,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use ed25519_dalek::VerifyingKey;
 use faceblock_schemas::exchange::{self, Invalid, Metrics, Queries, Signed, Tensor};
 use faceblock_schemas::parquet_io::Decoded;
-use faceblock_schemas::signing::{self, Kind, SignContext};
+use faceblock_schemas::signing::{Kind, SignContext};
 use faceblock_schemas::{layout, NetworkFile, Params, Store};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -209,33 +209,16 @@ pub async fn read_exchange(
             continue;
         };
         let uid = obj.writer();
-        let unread = |reason, detail: String, out: &mut Exchange| {
+        if let Some((reason, detail)) = ingest::unread_reason(meta.size, uid, registry, &net.params)
+        {
             out.rejections
                 .push(reject(Some(uid), &object, reason, detail));
             out.inputs.push(InputObject::unread(
-                object.clone(),
+                object,
                 Some(uid),
                 obj.kind(),
                 meta.size,
             ));
-        };
-        if meta.size > net.params.max_submission_bytes {
-            unread(
-                Reason::TooLarge,
-                format!(
-                    "{} bytes > max_submission_bytes {}",
-                    meta.size, net.params.max_submission_bytes
-                ),
-                &mut out,
-            );
-            continue;
-        }
-        if registry.index(uid).is_none() {
-            unread(
-                Reason::UnknownUid,
-                format!("uid {uid} is not registered"),
-                &mut out,
-            );
             continue;
         }
         objs.insert(object.clone(), obj);
@@ -277,7 +260,11 @@ pub async fn read_exchange(
             Err(f) => failures.push(f),
         }
     }
-    let verdicts = verify_signatures(&candidates);
+    let items: Vec<_> = candidates
+        .iter()
+        .map(|o| (o.signed.msg, o.signed.sig, o.key))
+        .collect();
+    let verdicts = ingest::verify_batched(&items);
     let mut by_kind: [Vec<Opened>; 4] = Default::default();
     for (o, ok) in candidates.into_iter().zip(verdicts) {
         if !ok {
@@ -351,22 +338,6 @@ fn open(
         signed,
         key,
     })
-}
-
-/// Batched signature checks, 64 at a time; a failing batch is re-checked one by one.
-fn verify_signatures(c: &[Opened]) -> Vec<bool> {
-    c.par_chunks(64)
-        .flat_map_iter(|chunk| {
-            let msgs: Vec<[u8; 32]> = chunk.iter().map(|o| o.signed.msg).collect();
-            let sigs: Vec<[u8; 64]> = chunk.iter().map(|o| o.signed.sig).collect();
-            let keys: Vec<VerifyingKey> = chunk.iter().map(|o| o.key).collect();
-            let all = signing::verify_many(&msgs, &sigs, &keys);
-            chunk
-                .iter()
-                .map(move |o| all || signing::verify_one(&o.signed.msg, &o.signed.sig, &o.key))
-                .collect::<Vec<_>>()
-        })
-        .collect()
 }
 
 /// Checked tensors of one kind: ((querier, answerer), values).

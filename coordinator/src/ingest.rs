@@ -202,33 +202,11 @@ pub async fn read_weights(
                 .push(InputObject::unread(object, None, "weights", meta.size));
             continue;
         };
-        let unread = |reason, detail: String, out: &mut Ingested| {
+        if let Some((reason, detail)) = unread_reason(meta.size, uid, registry, &net.params) {
             out.rejections
                 .push(reject(Some(uid), &object, reason, detail));
-            out.inputs.push(InputObject::unread(
-                object.clone(),
-                Some(uid),
-                "weights",
-                meta.size,
-            ));
-        };
-        if meta.size > net.params.max_submission_bytes {
-            unread(
-                Reason::TooLarge,
-                format!(
-                    "{} bytes > max_submission_bytes {}",
-                    meta.size, net.params.max_submission_bytes
-                ),
-                &mut out,
-            );
-            continue;
-        }
-        if registry.index(uid).is_none() {
-            unread(
-                Reason::UnknownUid,
-                format!("uid {uid} is not registered"),
-                &mut out,
-            );
+            out.inputs
+                .push(InputObject::unread(object, Some(uid), "weights", meta.size));
             continue;
         }
         sizes.insert(object.clone(), meta.size);
@@ -308,30 +286,16 @@ pub fn check_weight_files(
         })
         .collect();
 
-    // Batch signature checks, 64 at a time; a failing batch is re-checked one by one.
-    let mut ok = vec![false; decoded.len()];
     let idx: Vec<usize> = (0..decoded.len())
         .filter(|i| decoded[*i].1.is_ok())
         .collect();
-    let verdicts: Vec<(usize, bool)> = idx
-        .par_chunks(64)
-        .flat_map_iter(|chunk| {
-            let ds: Vec<&Decoded> = chunk
-                .iter()
-                .filter_map(|i| decoded[*i].1.as_ref().ok())
-                .collect();
-            let msgs: Vec<[u8; 32]> = ds.iter().map(|d| d.msg).collect();
-            let sigs: Vec<[u8; 64]> = ds.iter().map(|d| d.sig).collect();
-            let keys: Vec<VerifyingKey> = ds.iter().map(|d| d.key).collect();
-            let all = signing::verify_many(&msgs, &sigs, &keys);
-            chunk
-                .iter()
-                .zip(ds)
-                .map(move |(i, d)| (*i, all || signing::verify_one(&d.msg, &d.sig, &d.key)))
-                .collect::<Vec<_>>()
-        })
+    let items: Vec<_> = idx
+        .iter()
+        .filter_map(|i| decoded[*i].1.as_ref().ok())
+        .map(|d| (d.msg, d.sig, d.key))
         .collect();
-    for (i, v) in verdicts {
+    let mut ok = vec![false; decoded.len()];
+    for (i, v) in idx.into_iter().zip(verify_batched(&items)) {
         ok[i] = v;
     }
 
@@ -364,6 +328,45 @@ pub fn check_weight_files(
             (input, result)
         })
         .collect()
+}
+
+/// Checks signatures 64 at a time (a batch is about twice as fast as single
+/// checks); a failing batch is re-checked one by one to find the culprits.
+pub(crate) fn verify_batched(items: &[([u8; 32], [u8; 64], VerifyingKey)]) -> Vec<bool> {
+    items
+        .par_chunks(64)
+        .flat_map_iter(|chunk| {
+            let msgs: Vec<[u8; 32]> = chunk.iter().map(|c| c.0).collect();
+            let sigs: Vec<[u8; 64]> = chunk.iter().map(|c| c.1).collect();
+            let keys: Vec<VerifyingKey> = chunk.iter().map(|c| c.2).collect();
+            let all = signing::verify_many(&msgs, &sigs, &keys);
+            chunk
+                .iter()
+                .map(move |c| all || signing::verify_one(&c.0, &c.1, &c.2))
+        })
+        .collect()
+}
+
+/// Why an object is rejected unread: too large to read, or its writer has no uid.
+pub(crate) fn unread_reason(
+    size: u64,
+    uid: u32,
+    registry: &Registry,
+    params: &Params,
+) -> Option<(Reason, String)> {
+    if size > params.max_submission_bytes {
+        return Some((
+            Reason::TooLarge,
+            format!(
+                "{size} bytes > max_submission_bytes {}",
+                params.max_submission_bytes
+            ),
+        ));
+    }
+    if registry.index(uid).is_none() {
+        return Some((Reason::UnknownUid, format!("uid {uid} is not registered")));
+    }
+    None
 }
 
 fn signature_failure(d: &Decoded, ctx: &SignContext) -> (Reason, String) {
