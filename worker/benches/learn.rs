@@ -50,7 +50,7 @@ fn main() {
     // Warm up.
     let w = corpus.sample(&mut rng, batch, dims.seq_len);
     model
-        .train_step(&mut opt, &w, answers(&mut rng))
+        .train_step(&mut opt, &w, &answers(&mut rng))
         .expect("step");
 
     let mut time = |with_answers: bool| {
@@ -63,7 +63,7 @@ fn main() {
                 vec![]
             };
             let t = Instant::now();
-            model.train_step(&mut opt, &w, a).expect("step");
+            model.train_step(&mut opt, &w, &a).expect("step");
             total += t.elapsed().as_secs_f64();
         }
         (steps * batch * dims.seq_len) as f64 / total

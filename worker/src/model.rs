@@ -469,27 +469,16 @@ impl PeerModel {
         &self,
         opt: &mut Trainer,
         windows: &[Window],
-        answers: Vec<Answer>,
+        answers: &[Answer],
     ) -> Result<ExchangeStep> {
         let d = self.dims;
         let width = d.seq_len * d.out_dim;
         let b = windows.len();
         let mut vars = Vec::with_capacity(answers.len());
         for a in answers {
-            // Scatter the answered rows into a full-batch tensor (zeros elsewhere).
-            let mut full = vec![0f32; b * width];
-            for (k, r) in a.rows.iter().enumerate() {
-                full[r * width..(r + 1) * width]
-                    .copy_from_slice(&a.values[k * width..(k + 1) * width]);
-            }
-            let v = Var::from_tensor(&Tensor::from_vec(
-                full,
-                (b * d.seq_len, d.out_dim),
-                &Device::Cpu,
-            )?)?;
-            vars.push((a, v));
+            vars.push((a, self.scatter(a, b)?));
         }
-        let refs: Vec<(&Answer, &Var)> = vars.iter().map(|(a, v)| (a, v)).collect();
+        let refs: Vec<(&Answer, &Var)> = vars.iter().map(|(a, v)| (*a, v)).collect();
         let (loss, kl, gates) = self.losses(windows, &refs)?;
         let usage = match gates {
             Some(g) => {
@@ -534,20 +523,10 @@ impl PeerModel {
     pub fn removal_cost(&self, windows: &[Window], answers: &[Answer]) -> Result<Vec<f64>> {
         let d = self.dims;
         let b = windows.len();
-        let width = d.seq_len * d.out_dim;
-        let mut vars = Vec::with_capacity(answers.len());
-        for a in answers {
-            let mut full = vec![0f32; b * width];
-            for (k, r) in a.rows.iter().enumerate() {
-                full[r * width..(r + 1) * width]
-                    .copy_from_slice(&a.values[k * width..(k + 1) * width]);
-            }
-            vars.push(Var::from_tensor(&Tensor::from_vec(
-                full,
-                (b * d.seq_len, d.out_dim),
-                &Device::Cpu,
-            )?)?);
-        }
+        let vars = answers
+            .iter()
+            .map(|a| self.scatter(a, b))
+            .collect::<Result<Vec<_>>>()?;
         let zero = Var::zeros((b * d.seq_len, d.out_dim), DType::F32, &Device::Cpu)?;
         let all: Vec<(&Answer, &Var)> = answers.iter().zip(&vars).collect();
         let base = self.losses(windows, &all)?.0.to_scalar::<f32>()? as f64;
@@ -558,6 +537,22 @@ impl PeerModel {
                 Ok(self.losses(windows, &without)?.0.to_scalar::<f32>()? as f64 - base)
             })
             .collect()
+    }
+
+    /// An answer as a full-batch `[batch × seq_len, out_dim]` variable: its
+    /// rows where it answered, zeros elsewhere.
+    fn scatter(&self, a: &Answer, batch: usize) -> Result<Var> {
+        let d = self.dims;
+        let width = d.seq_len * d.out_dim;
+        let mut full = vec![0f32; batch * width];
+        for (k, r) in a.rows.iter().enumerate() {
+            full[r * width..(r + 1) * width].copy_from_slice(&a.values[k * width..(k + 1) * width]);
+        }
+        Ok(Var::from_tensor(&Tensor::from_vec(
+            full,
+            (batch * d.seq_len, d.out_dim),
+            &Device::Cpu,
+        )?)?)
     }
 
     /// Mean next-byte loss on `windows` with the student standing in, no training.
@@ -625,7 +620,7 @@ mod tests {
         let w = windows(8, 8);
         let before = m.eval_loss(&w).unwrap();
         for _ in 0..40 {
-            m.train_step(&mut opt, &w, vec![]).unwrap();
+            m.train_step(&mut opt, &w, &[]).unwrap();
         }
         let after = m.eval_loss(&w).unwrap();
         assert!(after < before * 0.3, "loss {before} -> {after}");
@@ -651,7 +646,7 @@ mod tests {
             rows: vec![0, 2],
             values: vec![0.5; 2 * width],
         };
-        let step = m.train_step(&mut opt, &w, vec![a]).unwrap();
+        let step = m.train_step(&mut opt, &w, &[a]).unwrap();
         assert_eq!(step.gradients.len(), 1);
         assert_eq!(step.gradients[0].0, 2);
         assert_eq!(step.gradients[0].1.len(), 2 * width);
@@ -680,7 +675,7 @@ mod tests {
                 },
             ]
         };
-        m.train_step(&mut opt, &w, answers()).unwrap();
+        m.train_step(&mut opt, &w, &answers()).unwrap();
         let g = m.gating.w.as_tensor().abs().unwrap().max_all().unwrap();
         assert!(g.to_scalar::<f32>().unwrap() > 0.0);
     }

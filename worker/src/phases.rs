@@ -410,9 +410,7 @@ pub async fn learn(peer: &mut Peer, epoch: u64) -> Result<LearnReport> {
     let cost = peer.model.removal_cost(&windows, &answers)?;
     // The first step's gradients are the ones sent back: they are taken at
     // the parameters the answers were computed against.
-    let first = peer
-        .model
-        .train_step(&mut opt, &windows, clone_answers(&answers))?;
+    let first = peer.model.train_step(&mut opt, &windows, &answers)?;
     let mut uploads = Vec::new();
     for (a, (uid, g)) in answers.iter().zip(&first.gradients) {
         debug_assert_eq!(a.uid, *uid);
@@ -431,8 +429,7 @@ pub async fn learn(peer: &mut Peer, epoch: u64) -> Result<LearnReport> {
     put_all(peer, uploads).await?;
     let mut examples = windows.len() as u64;
     for _ in 1..peer.settings.exchange_steps {
-        peer.model
-            .train_step(&mut opt, &windows, clone_answers(&answers))?;
+        peer.model.train_step(&mut opt, &windows, &answers)?;
         examples += windows.len() as u64;
     }
     for (a, c) in answers.iter().zip(&cost) {
@@ -441,7 +438,7 @@ pub async fn learn(peer: &mut Peer, epoch: u64) -> Result<LearnReport> {
     }
     for _ in 0..peer.settings.local_steps {
         let w = peer.corpus.sample(&mut rng, peer.settings.batch, s);
-        peer.model.train_step(&mut opt, &w, vec![])?;
+        peer.model.train_step(&mut opt, &w, &[])?;
         examples += w.len() as u64;
     }
 
@@ -507,16 +504,6 @@ pub async fn learn(peer: &mut Peer, epoch: u64) -> Result<LearnReport> {
         examples,
         learned: true,
     })
-}
-
-fn clone_answers(a: &[Answer]) -> Vec<Answer> {
-    a.iter()
-        .map(|a| Answer {
-            uid: a.uid,
-            rows: a.rows.clone(),
-            values: a.values.clone(),
-        })
-        .collect()
 }
 
 /// Trains `f_i` on gradients sent to it in this epoch and the one before that
