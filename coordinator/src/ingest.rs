@@ -4,7 +4,6 @@
 //! nothing a peer writes can fail the epoch.
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type, UInt32Type};
@@ -472,11 +471,12 @@ fn decode_weights(
 
 /// Decodes Parquet bytes, turning a decoder panic on hostile input into `unreadable`.
 pub fn decode_guarded(object: &str, bytes: Bytes) -> Result<parquet_io::Decoded, (Reason, String)> {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| parquet_io::decode(object, bytes))) {
-        Ok(Ok(d)) => Ok(d),
-        Ok(Err(e)) => Err((Reason::Unreadable, e.to_string())),
-        Err(_) => Err((Reason::Unreadable, "the Parquet decoder gave up".into())),
-    }
+    faceblock_schemas::exchange::decode(object, bytes).map_err(|e| {
+        (
+            Reason::from_code(e.code).unwrap_or(Reason::Unreadable),
+            e.detail,
+        )
+    })
 }
 
 /// SPEC 5.1 checks 3 and 4 on a decoded row; returns destination indices and

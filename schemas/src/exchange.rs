@@ -16,14 +16,11 @@ use arrow::array::{
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Schema, SchemaRef, UInt32Type};
 use bytes::Bytes;
-use parquet::arrow::ArrowWriter;
-use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
 
 use crate::parquet_io::{self, Decoded};
 use crate::schema::{EPOCH_KEY, SIGNATURE_KEY};
 use crate::signing::{self, Keypair, Kind, PublicKey, SignContext};
-use crate::{Error, Result};
+use crate::Result;
 
 /// Signed attribute naming whose query an activation file answers.
 pub const QUERY_ATTR: &str = "faceblock.query";
@@ -222,23 +219,14 @@ pub fn encode_signed(
     attrs: &[(&'static str, String)],
 ) -> Result<Bytes> {
     let sig = key.sign_batch(ctx, &attr_refs(attrs), batch);
-    let kv = vec![
-        KeyValue::new(SIGNATURE_KEY.to_string(), hex::encode(sig)),
-        KeyValue::new(EPOCH_KEY.to_string(), ctx.epoch.to_string()),
-    ];
-    let props = WriterProperties::builder()
-        .set_key_value_metadata(Some(kv))
-        .set_dictionary_enabled(false)
-        .build();
-    let err = |e: parquet::errors::ParquetError| Error::Parquet {
-        path: path.to_string(),
-        reason: e.to_string(),
-    };
-    let mut buf = Vec::with_capacity(1024 + batch.get_array_memory_size());
-    let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).map_err(err)?;
-    w.write(batch).map_err(err)?;
-    w.close().map_err(err)?;
-    Ok(Bytes::from(buf))
+    parquet_io::encode_plain(
+        path,
+        batch,
+        &[
+            (SIGNATURE_KEY, hex::encode(sig)),
+            (EPOCH_KEY, ctx.epoch.to_string()),
+        ],
+    )
 }
 
 /// Decodes Parquet bytes; a decoder panic on hostile input becomes `unreadable`.

@@ -15,12 +15,28 @@ use crate::{Error, Result};
 
 /// Encodes `batch` as a Parquet file carrying `metadata`.
 pub fn encode(path: &str, batch: &RecordBatch, metadata: &[(&str, String)]) -> Result<Bytes> {
+    write(path, batch, metadata, true)
+}
+
+/// Like [`encode`], without dictionaries: for float tensors, which don't
+/// repeat and decode fastest from plain pages.
+pub fn encode_plain(path: &str, batch: &RecordBatch, metadata: &[(&str, String)]) -> Result<Bytes> {
+    write(path, batch, metadata, false)
+}
+
+fn write(
+    path: &str,
+    batch: &RecordBatch,
+    metadata: &[(&str, String)],
+    dictionary: bool,
+) -> Result<Bytes> {
     let kv = metadata
         .iter()
         .map(|(k, v)| KeyValue::new(k.to_string(), v.clone()))
         .collect();
     let props = WriterProperties::builder()
         .set_key_value_metadata(Some(kv))
+        .set_dictionary_enabled(dictionary)
         .build();
     let err = |e: parquet::errors::ParquetError| Error::Parquet {
         path: path.to_string(),
