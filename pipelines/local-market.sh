@@ -13,6 +13,12 @@
 #   DATA         a folder of your own text instead: each subfolder feeds one
 #                peer in turn (or every peer reads the whole folder if it has none)
 #   STAKE (1000000000 per peer), PEER_ARGS (extra faceblock-peer flags)
+#   PARAMS       a params.toml for `faceblock init` (SPEC 4), e.g. smaller seq_len/out_dim
+#   FACEBLOCK_BIN_DIR  use the binaries in this folder instead of building them
+#
+# The build is the one `cargo test --workspace` uses: the same target
+# directory (CARGO_TARGET_DIR if set, else ./target), so the two commands
+# share one build. A cold debug build takes about 30 minutes on two cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEERS=${PEERS:-4}
@@ -21,7 +27,6 @@ NOISE=${NOISE:-0}
 STAKE=${STAKE:-1000000000}
 PEER_ARGS=${PEER_ARGS:-}
 STORE=${1:-${FACEBLOCK_STORE:-./local-market}}
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/faceblock/target}"
 
 if [ -e "$STORE" ]; then
   echo "error: $STORE already exists; remove it or name another directory" >&2
@@ -31,10 +36,21 @@ if [ -n "${DATA:-}" ] && [ ! -d "$DATA" ]; then
   echo "error: DATA=$DATA is not a folder" >&2
   exit 1
 fi
-echo "building faceblock and faceblock-peer (debug) ..."
-cargo test --workspace --no-run --quiet
-FB="$CARGO_TARGET_DIR/debug/faceblock"
-PEER="$CARGO_TARGET_DIR/debug/faceblock-peer"
+if [ -n "${FACEBLOCK_BIN_DIR:-}" ]; then
+  BIN="$FACEBLOCK_BIN_DIR"
+else
+  # Same target directory as plain `cargo test`: CARGO_TARGET_DIR, else ./target.
+  TARGET=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+  echo "building faceblock and faceblock-peer (debug) into $TARGET"
+  echo "(a cold build takes about 30 minutes on two cores; later runs take seconds)"
+  cargo build --workspace --bins
+  BIN="$TARGET/debug"
+fi
+FB="$BIN/faceblock"
+PEER="$BIN/faceblock-peer"
+for b in "$FB" "$PEER"; do
+  [ -x "$b" ] || { echo "error: $b is missing; build with cargo build --workspace --bins" >&2; exit 1; }
+done
 export FACEBLOCK_STORE="$STORE"
 N=$((PEERS + NOISE))
 mkdir -p "$STORE/peers"
@@ -59,7 +75,11 @@ for ((i = 0; i < N; i++)); do
     "$PEER" text --out "$dir/data" --style "${STYLES[$((i % 4))]}" --seed "$i" > /dev/null
   fi
 done
-"$FB" init --genesis "$STORE/peers/genesis.csv"
+if [ -n "${PARAMS:-}" ]; then
+  "$FB" init --genesis "$STORE/peers/genesis.csv" --params "$PARAMS"
+else
+  "$FB" init --genesis "$STORE/peers/genesis.csv"
+fi
 behaviour() { if [ "$1" -ge "$PEERS" ]; then echo noise; else echo honest; fi; }
 step() {
   local i=$1 phase=$2

@@ -215,3 +215,39 @@ pub fn digest_of(out: &str) -> String {
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|| panic!("no digest in: {out}"))
 }
+
+/// A ledger the local market has just written (`pipelines/local-market.sh`
+/// with 3 peers for 3 epochs, small tensors), made once per test process and
+/// shared read-only by the analysts', readers', notebook and plot tests.
+/// Tests that change a store copy it first.
+pub fn market_ledger() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let params = dir.path().join("params.toml");
+        std::fs::write(&params, "seq_len = 16\nout_dim = 16\n").unwrap();
+        let store = dir.path().join("market");
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../pipelines/local-market.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(&store)
+            .env("PEERS", "3")
+            .env("EPOCHS", "3")
+            .env("PARAMS", &params)
+            .env("FACEBLOCK_BIN_DIR", faceblock().parent().unwrap())
+            .env_remove("FACEBLOCK_STORE")
+            .output()
+            .expect("bash runs");
+        assert!(
+            out.status.success(),
+            "local-market.sh failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+    .path()
+    .join("market")
+    .leak()
+}
