@@ -26,8 +26,7 @@ use faceblock_schemas::{layout, NetworkFile, Params, Store};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::epoch::Recorded;
-use crate::ingest::{self, reject, InputObject, Rejection};
+use crate::ingest::{self, reject, InputObject, Recorded, Rejection};
 use crate::math::Edges;
 use crate::reason::Reason;
 use crate::registry::Registry;

@@ -21,6 +21,9 @@ use crate::reason::Reason;
 use crate::registry::{Peer, Registry};
 use crate::Result;
 
+/// Recorded inputs (object → sha256) that `verify` restricts a recomputation to.
+pub type Recorded = HashMap<String, String>;
+
 /// One rejected object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
@@ -173,7 +176,7 @@ pub async fn read_weights(
     registry: &Registry,
     epoch: u64,
     k: u32,
-    only: Option<&HashMap<String, String>>,
+    only: Option<&Recorded>,
 ) -> Result<(Ingested, crate::timing::Phases)> {
     let mut phases = crate::timing::Phases::default();
     let t = std::time::Instant::now();
@@ -568,7 +571,7 @@ pub async fn read_join_requests(
     store: &Store,
     net: &NetworkFile,
     registry: &Registry,
-    only: Option<&HashMap<String, String>>,
+    only: Option<&Recorded>,
 ) -> Result<(Vec<JoinRequest>, Vec<Rejection>, Vec<InputObject>)> {
     let listed = store.list(layout::JOIN_REQUESTS).await?;
     let mut objects = Vec::new();

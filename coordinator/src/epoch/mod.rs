@@ -5,7 +5,6 @@ pub mod build;
 pub mod previous;
 pub mod rows;
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
@@ -40,8 +39,7 @@ pub struct Prepared {
     pub phases: Phases,
 }
 
-/// Recorded inputs (object → sha256) to restrict a recomputation to.
-pub type Recorded = HashMap<String, String>;
+pub use crate::ingest::Recorded;
 
 /// Computes epoch `epoch` from the ledger at `epoch − 1` and the store's submissions.
 pub async fn prepare(
@@ -168,7 +166,7 @@ pub async fn prepare(
             bond: b,
         }
     };
-    let out = math::compute(
+    let out = math::plans::compute(
         &math::Input {
             params: &net.params,
             k: prev.k,
@@ -177,7 +175,8 @@ pub async fn prepare(
             bonds: &bonds,
         },
         threads,
-    );
+    )
+    .await?;
     let fisher_rank = fisher::fisher_rank(&phi);
     let fisher_divergence = fisher::divergence(&force.edges, &phi);
     phases.arithmetic = t.elapsed();

@@ -20,24 +20,7 @@ pub struct InForce {
     pub rows: usize,
 }
 
-/// Sorts `(key, value)` columns by key with a permutation; stable and cheap
-/// when the input is already sorted (the usual case: ledger files are written sorted).
-pub fn sort_triples(src: Vec<u32>, dst: Vec<u32>, w: Vec<f64>) -> (Vec<u32>, Vec<u32>, Vec<f64>) {
-    let sorted = src
-        .windows(2)
-        .zip(dst.windows(2))
-        .all(|(s, d)| (s[0], d[0]) <= (s[1], d[1]));
-    if sorted {
-        return (src, dst, w);
-    }
-    let mut perm: Vec<u32> = (0..src.len() as u32).collect();
-    perm.sort_unstable_by_key(|i| ((src[*i as usize] as u64) << 32) | dst[*i as usize] as u64);
-    (
-        perm.iter().map(|i| src[*i as usize]).collect(),
-        perm.iter().map(|i| dst[*i as usize]).collect(),
-        perm.iter().map(|i| w[*i as usize]).collect(),
-    )
-}
+pub use crate::math::sort_triples;
 
 /// Merges carried rows (uid space, from the ledger) with this epoch's accepted rows.
 pub fn in_force(

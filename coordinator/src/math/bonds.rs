@@ -1,10 +1,15 @@
 //! Bonds accumulate: B'_ij = B_ij + S_i·w_ij (i bonds to those it ranks), and
 //! β_ij = B'_ij / Σ_k B'_kj is i's share of all bonds in j.
 //!
+//! Column sums Σ_k B'_kj are taken at a scale per column j, fixed by that
+//! column's largest bond ([`fixed::shift_for_max`]), and β uses the same
+//! truncated terms in its numerator as in its denominator: Σ_k β_kj is 1 to
+//! the rounding of one division, whether bonds are 10^12 base units or 10^-3.
+//!
 //! Both inputs are sorted by `(holder, peer)` = `(src, dst)`, so the update is
 //! one merge of two sorted lists.
 
-use super::fixed::{self, STAKE_FRAC};
+use super::fixed;
 use super::{Bonds, Edges};
 
 /// B' = B + diag(S)·W, merged in sorted order; zero bonds are dropped.
@@ -55,7 +60,26 @@ pub fn accumulate(prev: &Bonds, stake: &[u64], edges: &Edges) -> Bonds {
     out
 }
 
-/// Σ_k B'_kj per peer j (fixed point, in stake units).
-pub fn column_sums(n: usize, bonds: &Bonds, threads: usize) -> Vec<f64> {
-    fixed::scatter_sum(n, &bonds.peer, threads, STAKE_FRAC, |e| bonds.bond[e])
+/// Per peer j, the scale of its column: [`fixed::shift_for_max`] of its largest bond.
+pub fn column_shifts(n: usize, bonds: &Bonds, threads: usize) -> Vec<i32> {
+    fixed::scatter_max_bits(n, &bonds.peer, threads, |e| bonds.bond[e])
+        .into_iter()
+        .map(fixed::shift_for_max)
+        .collect()
+}
+
+/// Σ_k B'_kj per peer j, exact over terms ⌊B'_kj · 2^shift_j⌋.
+pub fn column_sums(n: usize, bonds: &Bonds, shifts: &[i32], threads: usize) -> Vec<u128> {
+    fixed::scatter_u128(n, &bonds.peer, threads, |e| {
+        fixed::scale_fx(bonds.bond[e], shifts[bonds.peer[e] as usize])
+    })
+}
+
+/// β_ij for bond e, from the same fixed-point terms as its column sum.
+#[inline]
+pub fn share(bond: f64, shift: i32, column: u128) -> f64 {
+    if column == 0 {
+        return 0.0;
+    }
+    (fixed::scale_fx(bond, shift) as f64 / column as f64).min(1.0)
 }

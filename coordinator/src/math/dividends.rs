@@ -1,16 +1,18 @@
 //! Dividends D_i = Σ_j β_ij·I_j: i earns from those it bonded to, in
-//! proportion to its share of their bonds.
+//! proportion to its share of their bonds. Σ_i D_i is 1 (or 0), so an
+//! absolute scale of 2^-62 loses nothing that matters.
 
 use super::fixed::{self, UNIT_FRAC};
 use super::Bonds;
 
 /// D from the new bonds and the incentive.
 pub fn dividends(n: usize, bonds: &Bonds, incentive: &[f64], threads: usize) -> Vec<f64> {
-    let col = super::bonds::column_sums(n, bonds, threads);
+    let shifts = super::bonds::column_shifts(n, bonds, threads);
+    let col = super::bonds::column_sums(n, bonds, &shifts, threads);
     fixed::scatter_sum(n, &bonds.holder, threads, UNIT_FRAC, |e| {
         let j = bonds.peer[e] as usize;
-        if col[j] > 0.0 && incentive[j] > 0.0 {
-            (bonds.bond[e] / col[j]).min(1.0) * incentive[j]
+        if incentive[j] > 0.0 {
+            super::bonds::share(bonds.bond[e], shifts[j], col[j]) * incentive[j]
         } else {
             0.0
         }

@@ -2,8 +2,9 @@
 //! edges (rows in force as `(src, dst, weight)` sorted by `(src, dst)`): never an
 //! n×n matrix.
 //!
-//! Every sum goes through [`fixed`]: products are computed in f64 (one IEEE
-//! rounding each, the same on every machine) and accumulated as integers, so a
+//! Every sum goes through [`fixed`]: terms become integers (stake-weighted
+//! terms exactly, from the bits of the weight; others at a scale chosen per
+//! sum so no stake distribution loses them) and are added as integers, so a
 //! result is identical to the last bit whatever the number of threads or
 //! partitions (SPEC 8). `exp` is `libm`'s, which is portable.
 //!
@@ -16,8 +17,10 @@ pub mod emission;
 pub mod fixed;
 pub mod incentive;
 pub mod peg;
+pub mod plans;
 pub mod rank;
 pub mod trust;
+pub mod udf;
 
 use faceblock_schemas::Params;
 
@@ -112,13 +115,32 @@ pub struct Output {
     pub k_next: u32,
 }
 
+/// Sorts `(key, value)` columns by key with a permutation; stable and cheap
+/// when the input is already sorted (the usual case: ledger files are written sorted).
+pub fn sort_triples(src: Vec<u32>, dst: Vec<u32>, w: Vec<f64>) -> (Vec<u32>, Vec<u32>, Vec<f64>) {
+    let sorted = src
+        .windows(2)
+        .zip(dst.windows(2))
+        .all(|(s, d)| (s[0], d[0]) <= (s[1], d[1]));
+    if sorted {
+        return (src, dst, w);
+    }
+    let mut perm: Vec<u32> = (0..src.len() as u32).collect();
+    perm.sort_unstable_by_key(|i| ((src[*i as usize] as u64) << 32) | dst[*i as usize] as u64);
+    (
+        perm.iter().map(|i| src[*i as usize]).collect(),
+        perm.iter().map(|i| dst[*i as usize]).collect(),
+        perm.iter().map(|i| w[*i as usize]).collect(),
+    )
+}
+
 /// Runs SPEC 5.2 on `threads` worker threads (results do not depend on it).
 pub fn compute(input: &Input<'_>, threads: usize) -> Output {
     let n = input.stake.len();
     let p = input.params;
     let stake_hat = rank::normalised_stake(input.stake);
-    let rank = rank::rank(n, &stake_hat, input.edges, threads);
-    let trust = trust::trust(n, &stake_hat, input.edges, threads);
+    let rank = rank::rank(n, input.stake, input.edges, threads);
+    let trust = trust::trust(n, input.stake, input.edges, threads);
     let consensus = consensus::consensus(&trust, p.rho, p.kappa);
     let incentive = incentive::incentive(&rank, &consensus);
     let bonds = bonds::accumulate(input.bonds, input.stake, input.edges);
@@ -150,5 +172,7 @@ pub fn compute(input: &Input<'_>, threads: usize) -> Output {
     }
 }
 
+#[cfg(test)]
+mod legacy;
 #[cfg(test)]
 mod tests;

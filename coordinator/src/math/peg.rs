@@ -1,8 +1,9 @@
 //! The loss peg: L = −Σ_j r_j (c_j − 0.5) is negative when inflation flows to
 //! the majority; after an epoch with L > 0 every row must set more weights:
-//! k_{e+1} = min(k_e + peg_step, k_max).
+//! k_{e+1} = min(k_e + peg_step, k_max). The sum is taken at a scale from
+//! its largest term, so its sign holds however small the ranks are.
 
-use super::fixed::{self, UNIT_FRAC};
+use super::fixed;
 
 /// L from rank and consensus.
 pub fn loss(rank: &[f64], consensus: &[f64]) -> f64 {
@@ -11,7 +12,7 @@ pub fn loss(rank: &[f64], consensus: &[f64]) -> f64 {
         .zip(consensus)
         .map(|(r, c)| r * (c - 0.5))
         .collect();
-    -fixed::sum(&terms, UNIT_FRAC)
+    -fixed::scaled_sum(&terms)
 }
 
 /// k for the next epoch.

@@ -200,10 +200,21 @@ fn apportion_remainder() {
     assert_eq!(emission::apportion(&[0.0, 0.0], 7), vec![0, 0]);
 }
 
+/// Stakes across the whole u64 range: dust, powers of two, anything.
+fn any_stake() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        0u64..10,
+        0u64..1_000_000_000_000,
+        (0u32..64).prop_map(|b| 1u64 << b),
+        (0u32..64).prop_map(|b| (1u64 << b) - 1),
+        any::<u64>(),
+    ]
+}
+
 fn network() -> impl Strategy<Value = (Vec<u64>, Vec<(u32, u32, f64)>, Vec<(u32, u32, f64)>)> {
     (2usize..12).prop_flat_map(|n| {
         (
-            proptest::collection::vec(0u64..1_000_000_000_000, n),
+            proptest::collection::vec(any_stake(), n),
             proptest::collection::vec((0..n as u32, 0..n as u32, 0.001f64..10.0), 0..60),
             proptest::collection::vec((0..n as u32, 0..n as u32, 0.0f64..1e12), 0..30),
         )
@@ -261,12 +272,242 @@ proptest! {
             }
         }
         let div: f64 = o.dividends.iter().sum();
-        prop_assert!(div == 0.0 || (div - 1.0).abs() < 1e-9, "ΣD = {}", div);
+        prop_assert!(total == 0 || (div - 1.0).abs() < 1e-9, "ΣD = {}", div);
+        prop_assert!(total > 0 || div == 0.0, "ΣD = {} with nothing minted", div);
+        // Any staked peer's row earns someone incentive, so τ is minted.
+        let staked_row = (0..e.len()).any(|x| stake[e.src[x] as usize] > 0 && e.weight[x] > 0.0);
+        prop_assert_eq!(total > 0, staked_row, "minted {} (a staked row: {})", total, staked_row);
         for i in 0..n {
             prop_assert!(o.stake_after[i] >= stake[i]);
         }
         // Same bits whatever the thread count.
         let o8 = compute(&input, 8);
         prop_assert_eq!(&o, &o8);
+    }
+}
+
+/// Bond columns of dust stake: genesis [1, 1, 1], rows 0→{1:1, 2:2},
+/// 1→{0:1, 2:2}, 2→{0:1, 1:2}. ΔS = [5/18, 1/3, 7/18] exactly, so τ = 10^9
+/// is [277777777.8, 333333333.3, 388888888.9] → [277777778, 333333333, 388888889].
+/// (A 2^-16 column sum minted [277778202, 333333333, 388888465].)
+#[test]
+fn dust_bond_columns_pay_exactly() {
+    let raw = [
+        (0, 1, 1.0),
+        (0, 2, 2.0),
+        (1, 0, 1.0),
+        (1, 2, 2.0),
+        (2, 0, 1.0),
+        (2, 1, 2.0),
+    ];
+    let e = normalise(3, &raw);
+    let o = run(&[1, 1, 1], &e, &Bonds::default(), 1);
+    assert_eq!(o.emission, vec![277_777_778, 333_333_333, 388_888_889]);
+    let div: f64 = o.dividends.iter().sum();
+    assert!((div - 1.0).abs() < 1e-15, "ΣD = {div}");
+    for d in &o.dividends {
+        close(*d, 1.0 / 3.0);
+    }
+}
+
+/// Ranks of dust stake beside a whale: stakes [2^62 − 2^31, 1, 5], only uid 1
+/// sets {0:1, 2:1}. r_0 = r_2 = 2^-63 / (1 + 3·2^-62) (below a 2^-62 absolute
+/// scale), I = [.5, 0, .5], D_1 = 1, so τ = 10^9 is [2.5e8, 5e8, 2.5e8].
+#[test]
+fn dust_ranks_still_mint() {
+    let e = normalise(3, &[(1, 0, 1.0), (1, 2, 1.0)]);
+    let stake = [(1u64 << 62) - (1 << 31), 1, 5];
+    let o = run(&stake, &e, &Bonds::default(), 1);
+    assert_eq!(o.emission, vec![250_000_000, 500_000_000, 250_000_000]);
+    let t = ((1u128 << 62) - (1 << 31) + 6) as f64;
+    assert_eq!(o.trust[0], 1.0 / t);
+    assert!((o.rank[0] - 0.5 / t).abs() <= 1e-15 * o.rank[0]);
+    assert_eq!(o.incentive, vec![0.5, 0.0, 0.5]);
+    assert_eq!(o.dividends, vec![0.0, 1.0, 0.0]);
+    assert!(o.loss > 0.0, "a rank from a minority: L > 0");
+}
+
+/// Where every stake is at least 10^5, the per-sum scales agree with the
+/// previous arithmetic (absolute 2^-62 and 2^-16 scales) within 1e-12, epoch
+/// after epoch, with stake and bonds carried over.
+#[test]
+fn agrees_with_previous_arithmetic_over_many_epochs() {
+    use rand::{Rng, SeedableRng};
+    let p = Params::default();
+    for seed in 0..6u64 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let n = rng.gen_range(3..40usize);
+        let mut stake: Vec<u64> = (0..n)
+            .map(|_| rng.gen_range(100_000..1_000_000_000_000))
+            .collect();
+        let (mut old_stake, mut bonds, mut old_bonds) =
+            (stake.clone(), Bonds::default(), Bonds::default());
+        let mut k = 1;
+        for epoch in 0..25 {
+            // About a third of peers submit a new row each epoch.
+            let mut raw: Vec<(u32, u32, f64)> = vec![];
+            for i in 0..n as u32 {
+                if epoch > 0 && !rng.gen_bool(0.33) {
+                    continue;
+                }
+                for x in 0..rng.gen_range(1..n.min(6)) as u32 {
+                    raw.push((i, (i + 1 + x) % n as u32, rng.gen_range(0.01..5.0)));
+                }
+            }
+            let e = normalise(n, &raw);
+            let input = Input {
+                params: &p,
+                k,
+                stake: &stake,
+                edges: &e,
+                bonds: &bonds,
+            };
+            let new = compute(&input, 2);
+            let old = legacy::compute(&Input {
+                stake: &old_stake,
+                bonds: &old_bonds,
+                ..input
+            });
+            for (a, b) in [
+                (&new.rank, &old.rank),
+                (&new.trust, &old.trust),
+                (&new.consensus, &old.consensus),
+                (&new.incentive, &old.incentive),
+                (&new.dividends, &old.dividends),
+                (&new.stake_share, &old.stake_share),
+            ] {
+                for (x, y) in a.iter().zip(b.iter()) {
+                    assert!(
+                        (x - y).abs() < 1e-12,
+                        "seed {seed} epoch {epoch}: {x} vs {y}"
+                    );
+                }
+            }
+            assert!((new.loss - old.loss).abs() < 1e-12);
+            assert_eq!(new.k_next, old.k_next);
+            for (x, y) in new.emission.iter().zip(&old.emission) {
+                assert!(
+                    x.abs_diff(*y) <= 1,
+                    "seed {seed} epoch {epoch}: emission {x} vs {y}"
+                );
+            }
+            assert_eq!(new.bonds.holder, old.bonds.holder);
+            assert_eq!(new.bonds.peer, old.bonds.peer);
+            for (x, y) in new.bonds.bond.iter().zip(&old.bonds.bond) {
+                assert!((x - y).abs() <= 1e-12 * y.abs(), "bond {x} vs {y}");
+            }
+            stake = new.stake_after;
+            old_stake = old.stake_after;
+            bonds = new.bonds;
+            old_bonds = old.bonds;
+            k = new.k_next;
+        }
+    }
+}
+
+/// The plans against the loops: the same bits, at 1, 2 and 8 partitions.
+fn plans_match_loops(stake: &[u64], e: &Edges, b: &Bonds, k: u32) {
+    let p = Params::default();
+    let input = Input {
+        params: &p,
+        k,
+        stake,
+        edges: e,
+        bonds: b,
+    };
+    let want = compute(&input, 1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    for parts in [1, 2, 8] {
+        let got = rt.block_on(plans::compute(&input, parts)).unwrap();
+        assert_eq!(got, want, "{parts} partitions");
+    }
+}
+
+#[test]
+fn plans_give_the_loops_bits_on_the_hand_worked_networks() {
+    let raw = [
+        (0, 1, 1.0),
+        (0, 2, 2.0),
+        (1, 0, 1.0),
+        (1, 2, 2.0),
+        (2, 0, 1.0),
+        (2, 1, 2.0),
+    ];
+    plans_match_loops(&[1, 1, 1], &normalise(3, &raw), &Bonds::default(), 1);
+    let dust = normalise(3, &[(1, 0, 1.0), (1, 2, 1.0)]);
+    plans_match_loops(
+        &[(1u64 << 62) - (1 << 31), 1, 5],
+        &dust,
+        &Bonds::default(),
+        1,
+    );
+    plans_match_loops(&[5, 7, 9], &Edges::default(), &Bonds::default(), 3);
+    let carried = Bonds {
+        holder: vec![0, 1],
+        peer: vec![1, 1],
+        bond: vec![10.0, 30.0],
+    };
+    plans_match_loops(
+        &[100, 300],
+        &edges(&[(0, 1, 1.0), (1, 0, 1.0)]),
+        &carried,
+        1,
+    );
+}
+
+/// Many epochs of a random network, stake and bonds carried: the plans'
+/// state is the loops' state to the bit, so the digests are the same at any
+/// partition count.
+#[test]
+fn plans_give_the_loops_bits_over_many_epochs() {
+    use rand::{Rng, SeedableRng};
+    let p = Params::default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let n = 60;
+    let mut stake: Vec<u64> = (0..n)
+        .map(|i| {
+            if i % 7 == 0 {
+                rng.gen_range(0..5)
+            } else {
+                rng.gen()
+            }
+        })
+        .collect();
+    stake.iter_mut().for_each(|s| *s >>= 8);
+    let mut bonds = Bonds::default();
+    let mut k = 1;
+    for epoch in 0..8 {
+        let mut raw: Vec<(u32, u32, f64)> = vec![];
+        for i in 0..n as u32 {
+            if epoch > 0 && !rng.gen_bool(0.3) {
+                continue;
+            }
+            for x in 1..6u32 {
+                raw.push((i, (i * 7 + x * 3) % n as u32, rng.gen_range(0.01..5.0)));
+            }
+        }
+        let e = normalise(n, &raw);
+        let input = Input {
+            params: &p,
+            k,
+            stake: &stake,
+            edges: &e,
+            bonds: &bonds,
+        };
+        let want = compute(&input, 2);
+        for parts in [1, 2, 8] {
+            let got = rt.block_on(plans::compute(&input, parts)).unwrap();
+            assert_eq!(got, want, "epoch {epoch}, {parts} partitions");
+        }
+        stake = want.stake_after;
+        bonds = want.bonds;
+        k = want.k_next;
     }
 }

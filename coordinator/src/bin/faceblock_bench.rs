@@ -1,0 +1,388 @@
+//! `faceblock-bench`: the steady-state epoch benchmark (BENCHMARKS.md).
+//!
+//! `generate` writes a signed network straight into a store (genesis, keys
+//! from fixed seeds, one signed Parquet weight row per peer, as SPEC 2 lays
+//! them out); `steady` closes epoch 0, then times `faceblock epoch run` at
+//! epochs 1 and 2 with every previous row and bond in force (every peer
+//! resubmits, then 1 % do), each as a separate process under
+//! `/usr/bin/time -v`, and runs SciPy's arithmetic on the same shape, with
+//! bonds carried, in the same run.
+//!
+//! It is a plain binary of the coordinator (no dev-dependencies), so building
+//! it in release costs nothing beyond `faceblock` itself.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{ensure, Context};
+use clap::{Parser, Subcommand};
+use faceblock_schemas::schema::{weights_batch, EPOCH_KEY, SIGNATURE_KEY};
+use faceblock_schemas::signing::{Kind, SignContext};
+use faceblock_schemas::{
+    layout, parquet_io, Genesis, GenesisPeer, Keypair, NetworkFile, Params, Store,
+};
+use rayon::prelude::*;
+
+#[derive(Parser)]
+#[command(
+    name = "faceblock-bench",
+    about = "FaceBlock's steady-state epoch benchmark"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Write a signed network into a store: at epoch 0 `init` and every row;
+    /// at a later epoch, new rows for a share of the peers.
+    Generate {
+        /// Peers.
+        #[arg(long)]
+        peers: u32,
+        /// Weights per row.
+        #[arg(long)]
+        weights: u32,
+        /// A local directory.
+        #[arg(long)]
+        store: PathBuf,
+        /// The epoch to write rows for (0: also `init`).
+        #[arg(long, default_value_t = 0)]
+        epoch: u64,
+        /// Share of peers that submit a row (1.0: all).
+        #[arg(long, default_value_t = 1.0)]
+        share: f64,
+    },
+    /// Time epochs 1 (everyone resubmits) and 2 (1 % resubmit) on a fresh network.
+    Steady {
+        /// Peers.
+        #[arg(long)]
+        peers: u32,
+        /// Weights per row.
+        #[arg(long)]
+        weights: u32,
+        /// Working directory (default: a temporary one, removed after).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Python with numpy, scipy and pyarrow for the SciPy baseline.
+        #[arg(long, env = "FACEBLOCK_BENCH_PYTHON", default_value = "python3")]
+        python: String,
+        /// The SciPy steady-state script.
+        #[arg(long, default_value = "pipelines/bench/steady_scipy.py")]
+        scipy: PathBuf,
+        /// Share of peers that resubmit in the second timed epoch.
+        #[arg(long, default_value_t = 0.01)]
+        few: f64,
+    },
+}
+
+/// SplitMix64: a fixed, portable stream, so every run writes the same network.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+fn seed(i: u32) -> [u8; 32] {
+    let mut s = [7u8; 32];
+    s[..4].copy_from_slice(&i.to_le_bytes());
+    s
+}
+
+/// Stakes (10^9..10^12) and row offsets, as `baseline_scipy.py` draws them.
+fn shape(n: u32, k: u32) -> (Vec<u64>, Vec<u32>) {
+    let mut r = Rng::new(1);
+    let stakes = (0..n)
+        .map(|_| 1_000_000_000 + r.below(999_000_000_000))
+        .collect();
+    let bases = (0..n)
+        .map(|_| 1 + r.below((n - k).saturating_sub(1) as u64) as u32)
+        .collect();
+    (stakes, bases)
+}
+
+/// Peer i's row at `epoch`: k consecutive destinations after its offset
+/// (never itself), fresh random weights each epoch.
+fn row(n: u32, k: u32, base: u32, i: u32, epoch: u64) -> (Vec<u32>, Vec<f64>) {
+    let mut r = Rng::new(((epoch + 1) << 32) | i as u64);
+    let dst = (0..k)
+        .map(|j| ((i as u64 + base as u64 + j as u64) % n as u64) as u32)
+        .collect();
+    let w = (0..k).map(|_| r.unit() + 0.01).collect();
+    (dst, w)
+}
+
+/// Does peer i submit at `epoch`, for a share? (every peer at epoch 0).
+fn submits(i: u32, epoch: u64, share: f64) -> bool {
+    epoch == 0 || share >= 1.0 || Rng::new(epoch * 7_919 + i as u64).unit() < share
+}
+
+fn generate(root: &Path, n: u32, k: u32, epoch: u64, share: f64) -> anyhow::Result<usize> {
+    ensure!(n > k + 2, "need more peers than weights per row plus 2");
+    let (stakes, bases) = shape(n, k);
+    let keys: Vec<Keypair> = (0..n)
+        .into_par_iter()
+        .map(|i| Keypair::from_seed(seed(i)))
+        .collect();
+    let store = Store::open(root.to_str().context("store path is not UTF-8")?)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let net = if epoch == 0 {
+        let genesis = Genesis {
+            peers: (0..n as usize)
+                .map(|i| GenesisPeer {
+                    uid: i as u32,
+                    public_key: keys[i].public().to_hex(),
+                    stake: stakes[i],
+                })
+                .collect(),
+        };
+        let params = Params {
+            max_weights: k.max(1024),
+            ..Params::default()
+        };
+        rt.block_on(faceblock_coordinator::init::init(&store, params, genesis))?
+    } else {
+        rt.block_on(NetworkFile::load(&store))?
+    };
+    let dir = root.join(layout::weights_dir(epoch));
+    std::fs::create_dir_all(&dir)?;
+    let id = net.id();
+    let who: Vec<u32> = (0..n).filter(|i| submits(*i, epoch, share)).collect();
+    who.par_iter().try_for_each(|&i| -> anyhow::Result<()> {
+        let (dst, w) = row(n, k, bases[i as usize], i, epoch);
+        let batch = weights_batch(&dst, &w);
+        let ctx = SignContext {
+            kind: Kind::Weights,
+            network_id: id,
+            epoch,
+            uid: i,
+        };
+        let sig = keys[i as usize].sign_batch(&ctx, &[], &batch);
+        let path = layout::weights(epoch, i);
+        let bytes = parquet_io::encode(
+            &path,
+            &batch,
+            &[
+                (SIGNATURE_KEY, hex::encode(sig)),
+                (EPOCH_KEY, epoch.to_string()),
+            ],
+        )?;
+        std::fs::write(root.join(&path), &bytes)?;
+        Ok(())
+    })?;
+    Ok(who.len())
+}
+
+fn dir_bytes(p: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// One timed `faceblock epoch run --timings` under `/usr/bin/time -v`.
+struct Run {
+    wall: f64,
+    peak_mib: f64,
+    timings: String,
+    ledger_bytes: u64,
+}
+
+fn epoch_run(root: &Path) -> anyhow::Result<Run> {
+    let bin = std::env::current_exe()?.with_file_name("faceblock");
+    let before = dir_bytes(&root.join("ledger"));
+    let _ = Command::new("sync").status();
+    let t = Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(&bin)
+        .args([
+            "--store",
+            root.to_str().unwrap_or("."),
+            "epoch",
+            "run",
+            "--timings",
+        ])
+        .output()
+        .with_context(|| format!("running {} under /usr/bin/time", bin.display()))?;
+    let wall = t.elapsed().as_secs_f64();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.success(), "epoch run failed: {stdout}\n{stderr}");
+    let peak_kib: f64 = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    Ok(Run {
+        wall,
+        peak_mib: peak_kib / 1024.0,
+        timings: stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("timings: "))
+            .unwrap_or("")
+            .to_string(),
+        ledger_bytes: dir_bytes(&root.join("ledger")) - before,
+    })
+}
+
+fn phase_ms(timings: &str, name: &str) -> f64 {
+    timings
+        .split(", ")
+        .find_map(|p| p.strip_prefix(name))
+        .and_then(|v| v.trim().trim_end_matches(" ms").parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn steady(
+    n: u32,
+    k: u32,
+    dir: Option<PathBuf>,
+    python: &str,
+    scipy: &Path,
+    few: f64,
+) -> anyhow::Result<()> {
+    let tmp;
+    let base = match dir {
+        Some(d) => d,
+        None => {
+            tmp = std::env::temp_dir().join(format!("faceblock-bench-{}", std::process::id()));
+            tmp.clone()
+        }
+    };
+    let root = base.join("net");
+    ensure!(
+        !root.exists(),
+        "{} exists; pick an empty --dir",
+        root.display()
+    );
+    println!(
+        "== {n} peers x {k} weights ({} edges), {} cores",
+        n as u64 * k as u64,
+        std::thread::available_parallelism()
+            .map(|c| c.get())
+            .unwrap_or(1)
+    );
+    let t = Instant::now();
+    generate(&root, n, k, 0, 1.0)?;
+    println!("generated epoch 0 in {:.1} s", t.elapsed().as_secs_f64());
+    let r0 = epoch_run(&root)?;
+    report("epoch 0 (genesis, every row new)", &r0);
+    let cases = [(1u64, 1.0, "epoch 1, every peer resubmits"), (2, few, "")];
+    let mut arith = vec![];
+    for (epoch, share, label) in cases {
+        let t = Instant::now();
+        let rows = generate(&root, n, k, epoch, share)?;
+        println!(
+            "generated {rows} rows for epoch {epoch} in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        let r = epoch_run(&root)?;
+        let label = if label.is_empty() {
+            format!("epoch {epoch}, {:.0} % resubmit", share * 100.0)
+        } else {
+            label.to_string()
+        };
+        report(&label, &r);
+        arith.push(phase_ms(&r.timings, "arithmetic"));
+    }
+    let py = Command::new(python)
+        .arg(scipy)
+        .arg(n.to_string())
+        .arg(k.to_string())
+        .output();
+    match py {
+        Ok(o) if o.status.success() => {
+            let line = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            println!("{line}");
+            let sp: f64 = line
+                .split("arithmetic ")
+                .nth(1)
+                .and_then(|s| s.split(' ').next())
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(f64::NAN);
+            for (a, case) in arith.iter().zip(["every peer", "few peers"]) {
+                println!(
+                    "arithmetic ({case} resubmit): faceblock {a:.0} ms vs SciPy {sp:.0} ms = {:.2}x SciPy's speed",
+                    sp / a
+                );
+            }
+        }
+        Ok(o) => println!(
+            "SciPy baseline failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => println!("SciPy baseline not run ({python}): {e}"),
+    }
+    if !base.join("keep").exists() {
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    Ok(())
+}
+
+fn report(label: &str, r: &Run) {
+    println!(
+        "{label}: wall {:.2} s, peak RSS {:.0} MiB, ledger bytes written {:.1} MB",
+        r.wall,
+        r.peak_mib,
+        r.ledger_bytes as f64 / 1e6
+    );
+    println!("  {}", r.timings);
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.command {
+        Cmd::Generate {
+            peers,
+            weights,
+            store,
+            epoch,
+            share,
+        } => generate(&store, peers, weights, epoch, share).map(|rows| {
+            println!(
+                "wrote {rows} signed rows for epoch {epoch} into {}",
+                store.display()
+            )
+        }),
+        Cmd::Steady {
+            peers,
+            weights,
+            dir,
+            python,
+            scipy,
+            few,
+        } => steady(peers, weights, dir, &python, &scipy, few),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("faceblock-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
