@@ -8,6 +8,7 @@ mod common;
 mod fisher;
 mod logs;
 mod market;
+mod plot;
 mod recovery;
 mod s3;
 mod s3server;
