@@ -2,6 +2,7 @@
 //! driven as a user would, and the library on every store.
 
 mod analysts;
+mod analysts_py;
 mod bad_input;
 mod cli;
 mod common;
