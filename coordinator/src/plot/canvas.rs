@@ -294,3 +294,19 @@ pub fn span(first: u64, last: u64) -> String {
         format!("epochs {first}..{last}")
     }
 }
+
+/// Tick labels for an axis spanning `span`: as many decimals as the ticks
+/// (about a tenth of the span) need, so neighbours never print alike.
+pub fn ticks(span: f64) -> impl Fn(&f64) -> String {
+    let step = (span.abs() / 10.0).max(f64::MIN_POSITIVE);
+    let decimals = (-step.log10()).ceil().clamp(0.0, 12.0) as usize;
+    move |v: &f64| {
+        if v.abs() < step * 1e-6 {
+            "0".into()
+        } else if v.abs() >= 1e5 {
+            format!("{v:.1e}")
+        } else {
+            format!("{v:.decimals$}")
+        }
+    }
+}

@@ -34,13 +34,39 @@ pub fn draw(data: &Data, c: &mut Canvas) -> Result<(), PlotError> {
     let sizes = c.sizes();
     let mut peers: Vec<_> = data.peers.iter().collect();
     peers.sort_by_key(|p| data.named.contains(&p.uid));
+    // Fisher ranks spread over orders of magnitude: a log axis when they are
+    // all positive and do, else a linear one.
+    let fmin = peers
+        .iter()
+        .map(|p| p.fisher_rank)
+        .fold(f64::INFINITY, f64::min);
     let fmax = peers.iter().map(|p| p.fisher_rank).fold(0.0f64, f64::max);
+    let log = fmin > 0.0 && fmax / fmin > 50.0;
+    let fx = move |v: f64| if log { v.log10() } else { v };
+    let x = if log {
+        canvas::padded(fmin.log10(), fmax.log10())
+    } else {
+        0f64..(fmax * 1.1).max(1e-9)
+    };
+    let x_labels = canvas::ticks(x.end - x.start);
+    let x_fmt = move |v: &f64| {
+        if log {
+            format!("{:.0e}", 10f64.powf(*v))
+        } else {
+            x_labels(v)
+        }
+    };
+    let x_desc = if log {
+        "Fisher rank (cost of removing the peer, log scale)"
+    } else {
+        "Fisher rank (cost of removing the peer)"
+    };
     let wmax = peers
         .iter()
         .map(|p| p.weight_received)
         .fold(0.0f64, f64::max);
-    let x = 0f64..(fmax * 1.1).max(1e-9);
     let y = 0f64..(wmax * 1.1).max(1.0);
+    let y_fmt = canvas::ticks(y.end - y.start);
     let legend = data.legend(canvas::Mark::Dot);
     let title = format!(
         "Fisher rank against weight received, {}",
@@ -56,10 +82,10 @@ pub fn draw(data: &Data, c: &mut Canvas) -> Result<(), PlotError> {
             .build_cartesian_2d(x, y)?;
         chart
             .configure_mesh()
-            .x_desc("Fisher rank (cost of removing the peer)")
+            .x_desc(x_desc)
             .y_desc("weight received (sum of row entries)")
-            .x_label_formatter(&|v| canvas::num(*v))
-            .y_label_formatter(&|v| canvas::num(*v))
+            .x_label_formatter(&x_fmt)
+            .y_label_formatter(&y_fmt)
             .label_style((FAMILY, sizes.tick))
             .axis_desc_style((FAMILY, sizes.label))
             .light_line_style(canvas::LIGHT)
@@ -74,7 +100,7 @@ pub fn draw(data: &Data, c: &mut Canvas) -> Result<(), PlotError> {
             };
             let r = if data.named.contains(&p.uid) { 6 } else { 4 };
             chart.draw_series(std::iter::once(Circle::new(
-                (p.fisher_rank, p.weight_received),
+                (fx(p.fisher_rank), p.weight_received),
                 r,
                 style,
             )))?;

@@ -34,6 +34,7 @@ pub fn draw(data: &Data, c: &mut Canvas) -> Result<(), PlotError> {
         (lo.min(e.loss), hi.max(e.loss))
     });
     let loss_range = canvas::padded(lo, hi);
+    let loss_fmt = canvas::ticks(loss_range.end - loss_range.start);
     let kmax = data
         .epochs
         .iter()
@@ -73,7 +74,7 @@ pub fn draw(data: &Data, c: &mut Canvas) -> Result<(), PlotError> {
             .x_desc("epoch")
             .y_desc("loss")
             .x_labels(12)
-            .y_label_formatter(&|v| canvas::num(*v))
+            .y_label_formatter(&loss_fmt)
             .label_style((FAMILY, sizes.tick))
             .axis_desc_style((FAMILY, sizes.label))
             .light_line_style(canvas::LIGHT)

@@ -40,6 +40,7 @@ pub fn draw(data: &Data, c: &mut Canvas) -> Result<(), PlotError> {
     let max_rank = peers.iter().map(|p| p.rank).fold(0.0f64, f64::max);
     let x = 0f64..(max_rank * 1.15).max(1e-9);
     let legend = data.legend(canvas::Mark::Dot);
+    let x_fmt = canvas::ticks(x.end - x.start);
     let title = format!("Rank against consensus at epoch {}", data.last);
     c.draw("rank_consensus.png", |plot, side| {
         let mut chart = ChartBuilder::on(plot)
@@ -52,7 +53,7 @@ pub fn draw(data: &Data, c: &mut Canvas) -> Result<(), PlotError> {
             .configure_mesh()
             .x_desc("rank (stake-weighted weight received)")
             .y_desc("consensus")
-            .x_label_formatter(&|v| canvas::num(*v))
+            .x_label_formatter(&x_fmt)
             .y_label_formatter(&|v| canvas::num(*v))
             .label_style((FAMILY, sizes.tick))
             .axis_desc_style((FAMILY, sizes.label))
