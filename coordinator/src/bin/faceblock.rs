@@ -26,7 +26,7 @@ const EXIT_CODES: &str = "Exit codes:
 /// Logs go to stderr; set FACEBLOCK_LOG=info (or debug) for more, and
 /// --log-format json for one JSON object per line.
 #[derive(Parser)]
-#[command(version, about, long_about, after_help = EXIT_CODES)]
+#[command(name = "faceblock", version, about, long_about, after_help = EXIT_CODES)]
 struct Cli {
     /// Network root: a directory, file://, memory:// or s3://bucket/prefix.
     #[arg(
@@ -267,7 +267,11 @@ async fn run(cli: Cli, partitions: usize) -> anyhow::Result<ExitCode> {
                         .with_context(|| format!("cannot write {}", path.display()))?;
                     eprintln!("wrote {} rows to {}", answer.rows(), path.display());
                 }
-                None => sql::write(&answer, format, &mut std::io::stdout().lock())?,
+                None => sql::write(
+                    &answer,
+                    format,
+                    &mut ClosedPipeIsDone(std::io::stdout().lock()),
+                )?,
             }
         }
         Command::Plot {
@@ -316,4 +320,24 @@ fn read_query(query: Option<String>, file: Option<PathBuf>) -> anyhow::Result<St
         );
     }
     Ok(text)
+}
+
+/// Standard output that treats a closed pipe (`faceblock sql ... | head`) as
+/// the reader having seen enough, not as an error.
+struct ClosedPipeIsDone<W>(W);
+
+impl<W: std::io::Write> std::io::Write for ClosedPipeIsDone<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.0.write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(buf.len()),
+            r => r,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.0.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            r => r,
+        }
+    }
 }
