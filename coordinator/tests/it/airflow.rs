@@ -41,6 +41,10 @@ fn airflow_python() -> PathBuf {
     let venv = PathBuf::from(home).join(".cache/faceblock/venv-airflow");
     let py = venv.join("bin/python");
     let stamp_file = venv.join("faceblock-stamp");
+    // One installer at a time (test processes run side by side in CI and by hand).
+    std::fs::create_dir_all(venv.parent().unwrap()).unwrap();
+    let lock = std::fs::File::create(venv.with_extension("lock")).unwrap();
+    lock.lock().expect("lock the Airflow venv");
     if std::fs::read_to_string(&stamp_file).ok().as_deref() == Some(stamp.as_str()) && py.exists() {
         return py;
     }
