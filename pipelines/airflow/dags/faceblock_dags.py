@@ -36,6 +36,8 @@ epoch again, which commits nothing new.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -103,9 +105,9 @@ def last_committed(store: str) -> int | None:
         store,
     )
     fail_for(p, "reading the last committed epoch")
-    lines = [l.strip() for l in p.stdout.splitlines() if l.strip()]
-    value = lines[1] if len(lines) > 1 else ""
-    return int(value) if value not in ("", "NULL", "null") else None
+    rows = [r for r in csv.reader(io.StringIO(p.stdout)) if r]
+    value = rows[1][0] if len(rows) > 1 and rows[1] else ""
+    return int(value) if value.strip() else None  # max() over no rows is NULL: empty
 
 
 def run_key(store: str) -> str:
