@@ -20,6 +20,7 @@ default:
   faceblock_plot_dir   FACEBLOCK_PLOT_DIR     $AIRFLOW_HOME/faceblock-plots
   faceblock_retries    FACEBLOCK_RETRIES      4 (per task, exponential backoff)
   faceblock_retry_delay FACEBLOCK_RETRY_DELAY 60 (seconds before the first retry; doubles, at most 1 h)
+  faceblock_demo_dir   FACEBLOCK_DEMO_DIR     /tmp/faceblock-demo (the demo's `dir` param)
 
 Exit codes of `faceblock` and what the task does (README "Exit codes"):
   0   success (an epoch that was already committed is success too)
