@@ -303,7 +303,7 @@ pub fn ticks(span: f64) -> impl Fn(&f64) -> String {
     move |v: &f64| {
         if v.abs() < step * 1e-6 {
             "0".into()
-        } else if v.abs() >= 1e5 {
+        } else if v.abs() >= 1e5 || decimals > 5 {
             format!("{v:.1e}")
         } else {
             format!("{v:.decimals$}")

@@ -46,7 +46,7 @@ pub fn draw(data: &Data, c: &mut Canvas) -> Result<(), PlotError> {
     let x = if log {
         canvas::padded(fmin.log10(), fmax.log10())
     } else {
-        0f64..(fmax * 1.1).max(1e-9)
+        0f64..if fmax > 0.0 { fmax * 1.1 } else { 1.0 }
     };
     let x_labels = canvas::ticks(x.end - x.start);
     let x_fmt = move |v: &f64| {
@@ -104,6 +104,14 @@ pub fn draw(data: &Data, c: &mut Canvas) -> Result<(), PlotError> {
                 r,
                 style,
             )))?;
+        }
+        if fmax <= 0.0 {
+            let (w, h) = plot.dim_in_pixel();
+            plot.draw(&Text::new(
+                "no Fisher scores in these epochs: peers exchanged no answers",
+                (w as i32 / 5, h as i32 / 2),
+                (FAMILY, sizes.label).into_font().color(&BLACK.mix(0.7)),
+            ))?;
         }
         canvas::legend(side, "peer (by stake)", &legend, sizes)?;
         if data.first != data.last {
