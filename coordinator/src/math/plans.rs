@@ -159,7 +159,7 @@ async fn run(
     let df = if params.is_empty() {
         df
     } else {
-        let map: HashMap<String, ScalarValue> = params
+        let map: HashMap<String, ScalarAndMetadata> = params
             .into_iter()
             .map(|(k, v)| (k.to_string(), ScalarAndMetadata::new(v, None)))
             .collect();

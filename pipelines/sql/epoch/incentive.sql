@@ -6,6 +6,7 @@ WITH rc AS (SELECT peer, rank * consensus AS rc FROM ranked),
      total AS (
        SELECT fb_unscale(fb_fx_sum(fb_fx(rc.rc, scale.shift)), scale.shift) AS total
        FROM rc CROSS JOIN scale
+       GROUP BY scale.shift
      )
 SELECT rc.peer,
        CASE WHEN total.total > 0 THEN least(rc.rc / total.total, 1.0) ELSE 0.0 END AS incentive

@@ -4,3 +4,4 @@ WITH t AS (SELECT rank * (consensus - 0.5) AS x FROM ranked),
      scale AS (SELECT fb_shift_for(max(abs(x))) AS shift FROM t)
 SELECT -fb_unscale(fb_fx_sum(fb_fx(t.x, scale.shift)), scale.shift) AS loss
 FROM t CROSS JOIN scale
+GROUP BY scale.shift
