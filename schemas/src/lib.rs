@@ -14,6 +14,7 @@ pub mod layout;
 pub mod network;
 pub mod params;
 pub mod parquet_io;
+pub mod policy;
 pub mod schema;
 pub mod signing;
 pub mod store;

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod fisher;
 mod market;
+mod policy;
 mod recovery;
 mod s3;
 mod s3server;
