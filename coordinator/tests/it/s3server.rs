@@ -35,7 +35,7 @@ pub fn python() -> PathBuf {
                 .map(|s| s.success())
                 .unwrap_or(false)
                 && Command::new(&py)
-                    .args(["-m", "pip", "install", "--quiet", "moto[server]"])
+                    .args(["-m", "pip", "install", "--quiet", "moto[server]==5.2.5"])
                     .status()
                     .map(|s| s.success())
                     .unwrap_or(false);
