@@ -1,10 +1,17 @@
-//! `faceblock sql`: any query over the ledger tables by name, committed epochs only.
+//! `faceblock sql`: any query over the ledger tables by name, committed epochs only,
+//! printed as a table, CSV or JSON, or written to a Parquet file.
+//!
+//! Results are handed out with plain column types (`Utf8`, not DataFusion's
+//! `Utf8View`), so every Parquet, CSV or JSON reader an analyst uses reads them.
+
+use std::io::Write;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use faceblock_schemas::Store;
 
 use crate::ledger::Ledger;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -15,47 +22,155 @@ pub enum Format {
     Csv,
     /// JSON array of objects.
     Json,
+    /// Apache Parquet (binary: needs `--out FILE`).
+    Parquet,
+}
+
+/// A query's answer: its schema (known even when no row matched) and rows.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Column names and types.
+    pub schema: SchemaRef,
+    /// The rows.
+    pub batches: Vec<RecordBatch>,
+}
+
+impl Answer {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
 }
 
 /// Runs `sql` over the committed ledger.
 pub async fn run(store: &Store, sql: &str, partitions: usize) -> Result<Vec<RecordBatch>> {
+    Ok(answer(store, sql, partitions).await?.batches)
+}
+
+/// Runs `sql` over the committed ledger, keeping the schema of an empty answer.
+pub async fn answer(store: &Store, sql: &str, partitions: usize) -> Result<Answer> {
     faceblock_schemas::NetworkFile::load(store).await?;
     let ledger = Ledger::new(store.clone());
     let last = ledger.last_committed().await?;
     let ctx = ledger.session(last, partitions).await?;
-    Ledger::query(&ctx, sql).await
+    let df = ctx.sql(sql).await?;
+    let schema = plain_schema(df.schema().as_arrow());
+    let batches = df
+        .collect()
+        .await?
+        .iter()
+        .map(|b| plain_batch(b, &schema))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Answer { schema, batches })
 }
 
-/// Renders batches in a format.
+/// The type a column is handed out as: view and large string types become `Utf8`.
+fn plain_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
+        DataType::Dictionary(_, v) => plain_type(v),
+        other => other.clone(),
+    }
+}
+
+fn plain_schema(s: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = s
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_data_type(plain_type(f.data_type())))
+        .collect();
+    std::sync::Arc::new(Schema::new(fields))
+}
+
+fn plain_batch(b: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let cols = b
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c.clone())
+            } else {
+                arrow::compute::cast(c, f.data_type())
+            }
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+}
+
+/// Renders batches in a text format (`table`, `csv`, `json`).
 pub fn render(batches: &[RecordBatch], format: Format) -> Result<String> {
-    Ok(match format {
-        Format::Table => arrow::util::pretty::pretty_format_batches(batches)?.to_string(),
+    let schema = match batches.first() {
+        Some(b) => b.schema(),
+        None => std::sync::Arc::new(Schema::empty()),
+    };
+    let mut buf = Vec::new();
+    write(
+        &Answer {
+            schema,
+            batches: batches.to_vec(),
+        },
+        format,
+        &mut buf,
+    )?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// Writes an answer in any format; CSV keeps its header and JSON is `[]` when
+/// no row matched.
+pub fn write(answer: &Answer, format: Format, out: &mut dyn Write) -> Result<()> {
+    let io = |e: std::io::Error| Error::Arrow(arrow::error::ArrowError::from(e));
+    match format {
+        Format::Table => {
+            let t = arrow::util::pretty::pretty_format_batches(&answer.batches)?;
+            writeln!(out, "{t}").map_err(io)?;
+        }
         Format::Csv => {
-            let mut buf = Vec::new();
-            {
+            if answer.rows() == 0 {
+                let names: Vec<&str> = answer
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect();
+                writeln!(out, "{}", names.join(",")).map_err(io)?;
+            } else {
                 let mut w = arrow::csv::WriterBuilder::new()
                     .with_header(true)
-                    .build(&mut buf);
-                for b in batches {
+                    .build(&mut *out);
+                for b in &answer.batches {
                     w.write(b)?;
                 }
             }
-            String::from_utf8_lossy(&buf).into_owned()
         }
         Format::Json => {
             let mut buf = Vec::new();
             {
                 let mut w = arrow::json::ArrayWriter::new(&mut buf);
-                let refs: Vec<&RecordBatch> = batches.iter().collect();
+                let refs: Vec<&RecordBatch> = answer.batches.iter().collect();
                 w.write_batches(&refs)?;
                 w.finish()?;
             }
-            let s = String::from_utf8_lossy(&buf).into_owned();
-            if s.is_empty() {
-                "[]".into()
-            } else {
-                s
+            if buf.is_empty() {
+                buf.extend_from_slice(b"[]");
             }
+            out.write_all(&buf).map_err(io)?;
+            writeln!(out).map_err(io)?;
         }
-    })
+        Format::Parquet => {
+            let mut buf = Vec::new();
+            {
+                let mut w =
+                    parquet::arrow::ArrowWriter::try_new(&mut buf, answer.schema.clone(), None)
+                        .map_err(|e| Error::Arrow(e.into()))?;
+                for b in &answer.batches {
+                    w.write(b).map_err(|e| Error::Arrow(e.into()))?;
+                }
+                w.close().map_err(|e| Error::Arrow(e.into()))?;
+            }
+            out.write_all(&buf).map_err(io)?;
+        }
+    }
+    Ok(())
 }

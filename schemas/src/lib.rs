@@ -11,6 +11,7 @@ pub mod exchange;
 pub mod genesis;
 pub mod head;
 pub mod layout;
+pub mod logging;
 pub mod network;
 pub mod params;
 pub mod parquet_io;

@@ -1,24 +1,32 @@
 //! `faceblock`: the coordinator's command line (SPEC 9).
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use faceblock_coordinator::epoch::{self, Outcome, RunOptions};
 use faceblock_coordinator::sql::Format;
 use faceblock_coordinator::{init, sql, status, verify};
+use faceblock_schemas::logging::{self, LogFormat};
 use faceblock_schemas::{Genesis, Params, Store};
+
+/// Shown at the end of `--help`; README and the schedulers rely on these.
+const EXIT_CODES: &str = "Exit codes:
+  0   success (also: `epoch run` for an epoch that is already committed)
+  1   error (store unreachable, bad input, ...): the message says what to do
+  2   usage error (unknown command or option, missing argument)
+  3   `epoch verify`: the recomputed digest does not match the ledger
+  75  `epoch run`: another coordinator claimed the epoch first; it commits it,
+      this run wrote nothing visible (EX_TEMPFAIL: not a failure, retry later)";
 
 /// FaceBlock coordinator: closes epochs and keeps the ledger.
 ///
-/// Exit codes: 0 success (also: epoch already committed), 1 error,
-/// 2 usage, 3 `epoch verify` found a mismatch, 75 another coordinator
-/// claimed the epoch first (it commits it; retry later to see it).
-///
-/// Logs go to stderr; set FACEBLOCK_LOG=info (or debug) for more.
+/// Logs go to stderr; set FACEBLOCK_LOG=info (or debug) for more, and
+/// --log-format json for one JSON object per line.
 #[derive(Parser)]
-#[command(version, about, long_about)]
+#[command(version, about, long_about, after_help = EXIT_CODES)]
 struct Cli {
     /// Network root: a directory, file://, memory:// or s3://bucket/prefix.
     #[arg(
@@ -32,6 +40,9 @@ struct Cli {
     /// Worker threads and DataFusion partitions (results never depend on it).
     #[arg(long, env = "FACEBLOCK_PARTITIONS", global = true)]
     partitions: Option<usize>,
+    /// Log format on stderr: human text, or one JSON object per line (no progress bars).
+    #[arg(long, value_enum, env = "FACEBLOCK_LOG_FORMAT", global = true, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,12 +65,23 @@ enum Command {
     },
     /// Query the ledger tables by name (state, weights, bonds, fisher, epochs,
     /// rejections, registry, metrics, inputs); committed epochs only.
+    ///
+    /// The query comes as an argument, from --file, or from standard input
+    /// (`-` as the query or the file). Ready analyst queries live in
+    /// pipelines/sql/analysts/.
     Sql {
-        /// Output format.
+        /// Output format (parquet needs --out).
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
-        /// The query, e.g. "SELECT uid, stake FROM state WHERE epoch = 0".
-        query: String,
+        /// Read the query from this file (`-`: standard input).
+        #[arg(long, conflicts_with = "query", value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Write the answer to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The query, e.g. "SELECT uid, stake FROM state WHERE epoch = 0" (`-`: standard input).
+        #[arg(required_unless_present = "file")]
+        query: Option<String>,
     },
     /// Open epoch, k, last loss and top peers.
     Status {
@@ -147,13 +169,22 @@ enum EpochCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FACEBLOCK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    if let Command::Sql {
+        format: Format::Parquet,
+        out: None,
+        ..
+    } = cli.command
+    {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "--format parquet writes a binary file: name it with --out FILE",
+            )
+            .exit();
+    }
+    let log_format = cli.log_format;
+    logging::init(log_format);
+    faceblock_coordinator::progress::set_enabled(log_format == LogFormat::Text);
     let partitions = cli
         .partitions
         .unwrap_or_else(|| {
@@ -172,7 +203,8 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            let msg = format!("cannot start the runtime: {e}");
+            logging::report_error(log_format, "faceblock", &msg, 1);
             return ExitCode::FAILURE;
         }
     };
@@ -183,7 +215,8 @@ fn main() -> ExitCode {
                 .downcast_ref::<faceblock_coordinator::Error>()
                 .map(|e| e.exit_code())
                 .unwrap_or(1);
-            eprintln!("error: {}", faceblock_schemas::error::report(e.as_ref()));
+            let msg = faceblock_schemas::error::report(e.as_ref());
+            logging::report_error(log_format, "faceblock", &msg, code);
             ExitCode::from(code)
         }
     }
@@ -257,12 +290,52 @@ async fn run(cli: Cli, partitions: usize) -> anyhow::Result<ExitCode> {
                 println!("epoch {} verified: digest {}", v.epoch, v.digest);
             }
         },
-        Command::Sql { format, query } => {
-            let batches = sql::run(&store, &query, partitions).await?;
-            println!("{}", sql::render(&batches, format)?);
+        Command::Sql {
+            format,
+            file,
+            out,
+            query,
+        } => {
+            let text = read_query(query, file)?;
+            let answer = sql::answer(&store, &text, partitions).await?;
+            match out {
+                Some(path) => {
+                    let mut buf = Vec::new();
+                    sql::write(&answer, format, &mut buf)?;
+                    std::fs::write(&path, buf)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!("wrote {} rows to {}", answer.rows(), path.display());
+                }
+                None => sql::write(&answer, format, &mut std::io::stdout().lock())?,
+            }
         }
         Command::Status { top } => print!("{}", status::report(&store, top).await?),
         Command::Policy { role } => println!("{}", policy_json(&role)?),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The query text from the argument, `--file`, or standard input (`-`).
+fn read_query(query: Option<String>, file: Option<PathBuf>) -> anyhow::Result<String> {
+    let from_stdin = || {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read the query from standard input")?;
+        anyhow::Ok(s)
+    };
+    let text = match (query, file) {
+        (Some(q), _) if q == "-" => from_stdin()?,
+        (Some(q), _) => q,
+        (None, Some(f)) if f.as_os_str() == "-" => from_stdin()?,
+        (None, Some(f)) => std::fs::read_to_string(&f)
+            .with_context(|| format!("cannot read the query file {}", f.display()))?,
+        (None, None) => String::new(),
+    };
+    if text.trim().is_empty() {
+        anyhow::bail!(
+            "the query is empty: give SQL as an argument, with --file FILE, or on standard input with `-`"
+        );
+    }
+    Ok(text)
 }

@@ -5,7 +5,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use faceblock_schemas::logging::{self, LogFormat};
 use faceblock_schemas::{Keypair, NetworkFile, Store};
+
+/// Shown at the end of `--help`.
+const EXIT_CODES: &str = "Exit codes:
+  0  success (also: a phase that was already done for this epoch)
+  1  error (no key, store unreachable, network not initialised, ...): the message says what to do
+  2  usage error (unknown command or option, missing argument)";
 use faceblock_worker::peer::{self, Behaviour, Peer, Settings, WeightsFrom};
 use faceblock_worker::phases::{self, LearnReport, RunTiming};
 use faceblock_worker::{identity, submit, text};
@@ -13,7 +20,7 @@ use faceblock_worker::{identity, submit, text};
 /// FaceBlock peer: trains a small model on its own text, answers other
 /// peers' queries, learns whom to listen to, and submits signed weight rows.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = EXIT_CODES)]
 struct Cli {
     /// Network root: a directory, file://, memory:// or s3://bucket/prefix.
     #[arg(
@@ -24,6 +31,10 @@ struct Cli {
         hide_default_value = true
     )]
     store: String,
+    /// Log format on stderr: human text, or one JSON object per line
+    /// (level from FACEBLOCK_LOG, default warn).
+    #[arg(long, value_enum, env = "FACEBLOCK_LOG_FORMAT", global = true, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -186,14 +197,9 @@ fn print_learn(uid: u32, r: &LearnReport) {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FACEBLOCK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let log_format = cli.log_format;
+    logging::init(log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -201,14 +207,16 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            let msg = format!("cannot start the runtime: {e}");
+            logging::report_error(log_format, "faceblock_peer", &msg, 1);
             return ExitCode::FAILURE;
         }
     };
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", faceblock_schemas::error::report(e.as_ref()));
+            let msg = faceblock_schemas::error::report(e.as_ref());
+            logging::report_error(log_format, "faceblock_peer", &msg, 1);
             ExitCode::FAILURE
         }
     }
