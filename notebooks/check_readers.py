@@ -3,7 +3,7 @@
 section (they are extracted from README.md and run, so a README snippet that
 stops working fails this check).
 
-    python notebooks/check_readers.py STORE FACEBLOCK_BIN [--hidden-epoch E]
+    python notebooks/check_readers.py STORE FACEBLOCK_BIN [--hidden-epoch E] [--readme FILE]
 
 For every table `faceblock sql "SHOW TABLES"` lists, each reader's rows
 (Polars `read_delta` and `scan_delta`, DuckDB over the deltalake package's
@@ -49,7 +49,7 @@ class Mismatch(Exception):
     """A reader disagrees with `faceblock sql`."""
 
 
-def readme_snippets(readme: Path = README) -> dict[str, str]:
+def readme_snippets(readme: Path) -> dict[str, str]:
     """The ```python blocks of the README's analysts section, by reader."""
     text = readme.read_text()
     start = text.find(SECTION)
@@ -164,7 +164,6 @@ def from_reader(v, kind: str):
         return "" if kind == "str" else NULL
     if kind == "str":
         return str(v)
-        return NULL
     if isinstance(v, float) and math.isnan(v):
         # pandas turns NULL in float and nullable-int columns into NaN
         return NAN if kind == "float" else NULL
@@ -242,7 +241,7 @@ def reader_rows(snippets: dict[str, dict], table: str, columns: list[str]) -> di
         raise Mismatch(f"{table}: the README's DuckDB snippet does not offer this table: {e}") from e
     cols(rel.columns, "duckdb")
     sel = ", ".join(f'"{c}"' for c in columns)
-    out["duckdb"] = (pl.from_arrow(con.sql(f'SELECT {sel} FROM "{table}"').fetch_arrow_table()).rows(), False)
+    out["duckdb"] = (pl.from_arrow(con.sql(f'SELECT {sel} FROM "{table}"').to_arrow_table()).rows(), False)
     pdf = pan["read_ledger"](table)
     cols(list(pdf.columns), "pandas")
     out["pandas"] = (list(pdf[columns].itertuples(index=False, name=None)), True)
@@ -262,9 +261,9 @@ def plain_epochs(store: str, table: str) -> dict[str, set[int]]:
     }
 
 
-def check(store: str, bin_: str, hidden: int | None) -> list[str]:
+def check(store: str, bin_: str, hidden: int | None, readme: Path = README) -> list[str]:
     """Runs every comparison; returns one line per table for the report."""
-    code = readme_snippets()
+    code = readme_snippets(readme)
     snippets = {k: run_snippet(k, v, store) for k, v in code.items()}
     for k, fns in {"polars": ["read_ledger", "scan_ledger"], "pandas": ["read_ledger"], "duckdb": ["con"]}.items():
         for f in fns:
@@ -283,6 +282,12 @@ def check(store: str, bin_: str, hidden: int | None) -> list[str]:
             got = normalised(rows, kinds, pandas=is_pandas)
             expect = sorted((pandas_view(r, kinds) for r in want), key=sort_key) if is_pandas else want
             compare(table, reader, got, expect, columns)
+        if table == "registry" and "registered_epoch" in columns:
+            # The README's join rule for registry rests on this.
+            i, j = columns.index("epoch"), columns.index("registered_epoch")
+            odd = [r for r in want if r[i] != r[j]]
+            if odd:
+                raise Mismatch(f"registry rows whose epoch is not their registered_epoch: {odd[:3]}")
         epochs_seen = sorted({r[columns.index("epoch")] for r in want})
         line = f"{table}: {len(want)} rows, epochs {epochs_seen}, 4 readers equal to faceblock sql"
         if hidden is not None:
@@ -310,10 +315,11 @@ def main() -> int:
     ap.add_argument("store", help="a store directory (FACEBLOCK_STORE)")
     ap.add_argument("faceblock", help="the faceblock binary")
     ap.add_argument("--hidden-epoch", type=int, help="an epoch committed in every table but epochs")
+    ap.add_argument("--readme", type=Path, default=README, help="take the snippets from this file")
     a = ap.parse_args()
     t0 = time.monotonic()
     try:
-        lines = check(str(Path(a.store).resolve()), a.faceblock, a.hidden_epoch)
+        lines = check(str(Path(a.store).resolve()), a.faceblock, a.hidden_epoch, a.readme)
     except Mismatch as e:
         print(f"reader check failed: {e}", file=sys.stderr)
         return 1

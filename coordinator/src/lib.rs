@@ -5,7 +5,7 @@
 //! - [`fisher`] checks the peers' exchange and measures Fisher scores (SPEC 5.3);
 //! - [`math`] is SPEC 5.2, one module per quantity;
 //! - [`epoch`] runs an epoch and [`ledger`] commits it exactly once (SPEC 6);
-//! - [`verify`], [`sql`] and [`status`] serve auditors and analysts.
+//! - [`verify`], [`sql`], [`plot`] and [`status`] serve auditors and analysts.
 #![warn(missing_docs)]
 
 pub mod digest;
@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod init;
 pub mod ledger;
 pub mod math;
+pub mod plot;
 pub mod progress;
 pub mod reason;
 pub mod registry;

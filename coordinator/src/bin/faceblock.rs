@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 use faceblock_coordinator::epoch::{self, Outcome, RunOptions};
 use faceblock_coordinator::sql::Format;
-use faceblock_coordinator::{init, sql, status, verify};
+use faceblock_coordinator::{init, plot, sql, status, verify};
 use faceblock_schemas::logging::{self, LogFormat};
 use faceblock_schemas::{Genesis, Params, Store};
 
@@ -26,7 +26,7 @@ const EXIT_CODES: &str = "Exit codes:
 /// Logs go to stderr; set FACEBLOCK_LOG=info (or debug) for more, and
 /// --log-format json for one JSON object per line.
 #[derive(Parser)]
-#[command(version, about, long_about, after_help = EXIT_CODES)]
+#[command(name = "faceblock", version, about, long_about, after_help = EXIT_CODES)]
 struct Cli {
     /// Network root: a directory, file://, memory:// or s3://bucket/prefix.
     #[arg(
@@ -82,6 +82,28 @@ enum Command {
         /// The query, e.g. "SELECT uid, stake FROM state WHERE epoch = 0" (`-`: standard input).
         #[arg(required_unless_present = "file")]
         query: Option<String>,
+    },
+    /// Draw PNG charts of the committed ledger, each with its series as CSV.
+    ///
+    /// Writes stake_share, rank_consensus, peg and fisher_weight (.png and
+    /// .csv) into --out. The top 8 peers by stake at the last plotted epoch
+    /// are named; the rest are grouped as "others".
+    Plot {
+        /// Folder to write the charts into (created).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// First epoch to plot (default: the first committed).
+        #[arg(long, value_name = "E")]
+        from: Option<u64>,
+        /// Last epoch to plot (default: the last committed).
+        #[arg(long, value_name = "E")]
+        to: Option<u64>,
+        /// Image width in pixels.
+        #[arg(long, default_value_t = 1200)]
+        width: u32,
+        /// Image height in pixels.
+        #[arg(long, default_value_t = 700)]
+        height: u32,
     },
     /// Open epoch, k, last loss and top peers.
     Status {
@@ -306,7 +328,29 @@ async fn run(cli: Cli, partitions: usize) -> anyhow::Result<ExitCode> {
                         .with_context(|| format!("cannot write {}", path.display()))?;
                     eprintln!("wrote {} rows to {}", answer.rows(), path.display());
                 }
-                None => sql::write(&answer, format, &mut std::io::stdout().lock())?,
+                None => sql::write(
+                    &answer,
+                    format,
+                    &mut ClosedPipeIsDone(std::io::stdout().lock()),
+                )?,
+            }
+        }
+        Command::Plot {
+            out,
+            from,
+            to,
+            width,
+            height,
+        } => {
+            let opts = plot::Options {
+                out,
+                from,
+                to,
+                width,
+                height,
+            };
+            for f in plot::plot(&store, &opts, partitions).await? {
+                println!("wrote {}", f.display());
             }
         }
         Command::Status { top } => print!("{}", status::report(&store, top).await?),
@@ -338,4 +382,24 @@ fn read_query(query: Option<String>, file: Option<PathBuf>) -> anyhow::Result<St
         );
     }
     Ok(text)
+}
+
+/// Standard output that treats a closed pipe (`faceblock sql ... | head`) as
+/// the reader having seen enough, not as an error.
+struct ClosedPipeIsDone<W>(W);
+
+impl<W: std::io::Write> std::io::Write for ClosedPipeIsDone<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.0.write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(buf.len()),
+            r => r,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.0.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            r => r,
+        }
+    }
 }

@@ -400,3 +400,27 @@ fn parquet_goes_to_a_file_that_reads_back() {
         fb(&store(), &["sql", "--format", "csv", q]).ok().stdout
     );
 }
+
+#[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    use std::io::Read;
+    // `faceblock sql ... | head -1`: far more output than a pipe buffers.
+    let mut child = command(
+        &faceblock(),
+        &store(),
+        &[],
+        &["sql", "--format", "csv", "SELECT value FROM range(2000000)"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The read end is closed here, as `head` closes it.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+    assert!(String::from_utf8_lossy(&first).starts_with("value\n"));
+}

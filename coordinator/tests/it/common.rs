@@ -227,8 +227,7 @@ pub fn market_ledger() -> &'static Path {
         let params = dir.path().join("params.toml");
         std::fs::write(&params, "seq_len = 16\nout_dim = 16\n").unwrap();
         let store = dir.path().join("market");
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../pipelines/local-market.sh");
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../pipelines/local-market.sh");
         let out = Command::new("bash")
             .arg(&script)
             .arg(&store)

@@ -20,6 +20,7 @@ default:
   faceblock_plot_dir   FACEBLOCK_PLOT_DIR     $AIRFLOW_HOME/faceblock-plots
   faceblock_retries    FACEBLOCK_RETRIES      4 (per task, exponential backoff)
   faceblock_retry_delay FACEBLOCK_RETRY_DELAY 60 (seconds before the first retry; doubles, at most 1 h)
+  faceblock_demo_dir   FACEBLOCK_DEMO_DIR     /tmp/faceblock-demo (the demo's `dir` param)
 
 Exit codes of `faceblock` and what the task does (README "Exit codes"):
   0   success (an epoch that was already committed is success too)
@@ -36,6 +37,8 @@ epoch again, which commits nothing new.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -103,9 +106,9 @@ def last_committed(store: str) -> int | None:
         store,
     )
     fail_for(p, "reading the last committed epoch")
-    lines = [l.strip() for l in p.stdout.splitlines() if l.strip()]
-    value = lines[1] if len(lines) > 1 else ""
-    return int(value) if value not in ("", "NULL", "null") else None
+    rows = [r for r in csv.reader(io.StringIO(p.stdout)) if r]
+    value = rows[1][0] if len(rows) > 1 and rows[1] else ""
+    return int(value) if value.strip() else None  # max() over no rows is NULL: empty
 
 
 def run_key(store: str) -> str:

@@ -20,7 +20,7 @@ use faceblock_worker::{identity, submit, text};
 /// FaceBlock peer: trains a small model on its own text, answers other
 /// peers' queries, learns whom to listen to, and submits signed weight rows.
 #[derive(Parser)]
-#[command(version, about, after_help = EXIT_CODES)]
+#[command(name = "faceblock-peer", version, about, after_help = EXIT_CODES)]
 struct Cli {
     /// Network root: a directory, file://, memory:// or s3://bucket/prefix.
     #[arg(
