@@ -9,6 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// The moto the tests rely on (the IAM test depends on its access control).
+const MOTO: &str = "5.2.5";
+
 /// The Python that has moto: `FACEBLOCK_TEST_PYTHON`, else a virtualenv under
 /// `~/.cache/faceblock/venv`, created on first use.
 pub fn python() -> PathBuf {
@@ -22,7 +25,12 @@ pub fn python() -> PathBuf {
         let py = venv.join("bin/python");
         let has_moto = py.exists()
             && Command::new(&py)
-                .args(["-c", "import moto.server, boto3, werkzeug"])
+                .args([
+                    "-c",
+                    &format!(
+                        "import moto.server, boto3, werkzeug; assert moto.__version__ == '{MOTO}'"
+                    ),
+                ])
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);
@@ -35,7 +43,8 @@ pub fn python() -> PathBuf {
                 .map(|s| s.success())
                 .unwrap_or(false)
                 && Command::new(&py)
-                    .args(["-m", "pip", "install", "--quiet", "moto[server]==5.2.5"])
+                    .args(["-m", "pip", "install", "--quiet"])
+                    .arg(format!("moto[server]=={MOTO}"))
                     .status()
                     .map(|s| s.success())
                     .unwrap_or(false);
