@@ -3,6 +3,14 @@ request at a time so conditional PUTs (If-None-Match: *) have exactly one
 winner, plus an optional fault-injecting HTTP proxy in front of it.
 
 usage: python3 s3_server.py PORT [--bucket NAME]... [--proxy PORT]
+                            [--iam USERS.json --iam-credentials OUT.json]
+
+With --iam, the server enforces IAM policies the way AWS does for S3 (moto's
+access control): USERS.json maps user names to policy documents; each user
+is created with its policy attached (a managed policy, as the README tells
+operators to do) and an access key, the keys are written to OUT.json as
+{"name": {"access_key_id": ..., "secret_access_key": ...}}, and from then on
+every request must be signed by one of these users and allowed by its policy.
 
 The proxy's faults are set at run time with
   POST http://127.0.0.1:PROXY/__faults?error_rate=0.3&drop_rate=0.1&delay_ms=200&down=0&seed=1
@@ -119,11 +127,46 @@ def proxy_handler(upstream_port, faults):
     return Handler
 
 
+def create_users(port, users_file, out_file):
+    """Creates one IAM user per policy, then turns on enforcement."""
+    import boto3
+    from moto import settings
+
+    iam = boto3.client(
+        "iam",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    with open(users_file) as f:
+        users = json.load(f)
+    keys = {}
+    for name, policy in users.items():
+        iam.create_user(UserName=name)
+        arn = iam.create_policy(PolicyName=f"{name}-policy", PolicyDocument=json.dumps(policy))[
+            "Policy"
+        ]["Arn"]
+        iam.attach_user_policy(UserName=name, PolicyArn=arn)
+        k = iam.create_access_key(UserName=name)["AccessKey"]
+        keys[name] = {
+            "access_key_id": k["AccessKeyId"],
+            "secret_access_key": k["SecretAccessKey"],
+        }
+    with open(out_file, "w") as f:
+        json.dump(keys, f)
+    # moto checks credentials and policies once this many requests have
+    # been served without (the setup above): from now on, every request.
+    settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("port", type=int)
     ap.add_argument("--bucket", action="append", default=[])
     ap.add_argument("--proxy", type=int, default=0)
+    ap.add_argument("--iam", default=None)
+    ap.add_argument("--iam-credentials", default=None)
     a = ap.parse_args()
     app = DomainDispatcherApplication(create_backend_app)
     # One request at a time, but a deep accept queue: with the default of 5,
@@ -145,6 +188,8 @@ def main():
         )
         for b in a.bucket:
             s3.create_bucket(Bucket=b)
+    if a.iam:
+        create_users(a.port, a.iam, a.iam_credentials)
     if a.proxy:
         faults = Faults()
         proxy = ThreadingHTTPServer(("127.0.0.1", a.proxy), proxy_handler(a.port, faults))

@@ -21,6 +21,35 @@ pub enum Error {
         #[source]
         source: object_store::Error,
     },
+    /// The store refused a request for lack of permission (HTTP 401/403).
+    /// Not transient: retrying can't help, the credentials or policy must change.
+    #[error("access denied {op} {path}: check this {who}'s credentials and policy")]
+    AccessDenied {
+        /// "reading", "writing", "listing" or "deleting".
+        op: &'static str,
+        /// The object or prefix.
+        path: String,
+        /// Who uses the store: "peer", "coordinator" or "client".
+        who: &'static str,
+        /// The underlying error (boxed: it is rare, and keeps every `Result` small).
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    /// An `s3://` store with nothing to sign requests with.
+    #[error(
+        "no S3 credentials found for {url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+         (and AWS_SESSION_TOKEN for temporary keys), or AWS_WEB_IDENTITY_TOKEN_FILE and \
+         AWS_ROLE_ARN; AWS profiles (~/.aws/credentials, AWS_PROFILE) are not read. \
+         On a cloud machine with an instance role, set AWS_METADATA_ENDPOINT to its \
+         metadata endpoint to use it; for a public bucket, AWS_SKIP_SIGNATURE=true"
+    )]
+    NoCredentials {
+        /// The store URL as given.
+        url: String,
+    },
+    /// A store policy that can't be made as asked.
+    #[error("cannot make the policy: {0}")]
+    Policy(String),
     /// The params file is not valid.
     #[error("invalid params: {0}")]
     Params(String),

@@ -15,6 +15,7 @@ pub mod logging;
 pub mod network;
 pub mod params;
 pub mod parquet_io;
+pub mod policy;
 pub mod schema;
 pub mod signing;
 pub mod store;

@@ -1,6 +1,12 @@
 //! One root URL holds a whole network (SPEC 2): a local directory (the
 //! embedded default), `memory://` for tests, or `s3://bucket/prefix` configured
 //! from the usual `AWS_*` variables.
+//!
+//! Credentials for S3 come from the environment only: static keys, a web
+//! identity token, or container credentials. The cloud instance-metadata
+//! endpoint is used only when `AWS_METADATA_ENDPOINT` names it, so a
+//! machine without credentials gets an error that says what to set instead
+//! of a minute of retries against an address that is not ours.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -8,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -26,6 +32,7 @@ pub struct Store {
     url: Url,
     inner: Arc<dyn ObjectStore>,
     prefix: Path,
+    who: &'static str,
 }
 
 /// How long one store request may keep retrying transient faults before the
@@ -43,6 +50,36 @@ pub fn retry_config() -> RetryConfig {
         },
         max_retries: 10,
         retry_timeout: Duration::from_secs(secs),
+    }
+}
+
+/// Whether an S3 builder has a way to sign requests other than the instance
+/// metadata endpoint (which object_store falls back to when it has none).
+fn has_credentials(b: &AmazonS3Builder) -> bool {
+    use AmazonS3ConfigKey as K;
+    let set = |k: K| b.get_config_value(&k).is_some_and(|v| !v.trim().is_empty());
+    set(K::AccessKeyId)
+        || set(K::SecretAccessKey)
+        || (set(K::WebIdentityTokenFile) && set(K::RoleArn))
+        || set(K::ContainerCredentialsRelativeUri)
+        || (set(K::ContainerCredentialsFullUri) && set(K::ContainerAuthorizationTokenFile))
+        || set(K::MetadataEndpoint)
+        || b.get_config_value(&K::SkipSignature)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// Whether the store refused a request for lack of permission. S3 deletes
+/// go through the bulk DeleteObjects call, which answers 200 and reports a
+/// refusal per key; object_store passes that on as a generic error whose
+/// text carries S3's code (its error type is private), hence the text match.
+fn denied(e: &object_store::Error) -> bool {
+    match e {
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => true,
+        object_store::Error::Generic { source, .. } => {
+            source.to_string().contains("(code: AccessDenied)")
+        }
+        _ => false,
     }
 }
 
@@ -131,6 +168,11 @@ impl Store {
                         .map_err(|e| bad(e.to_string()))?;
                     b = b.with_config(key, *v);
                 }
+                if !has_credentials(&b) {
+                    return Err(Error::NoCredentials {
+                        url: original.to_string(),
+                    });
+                }
                 let s3 = b.build().map_err(|e| bad(e.to_string()))?;
                 Arc::new(s3)
             }
@@ -140,7 +182,19 @@ impl Store {
             )))
             }
         };
-        Ok(Self { url, inner, prefix })
+        Ok(Self {
+            url,
+            inner,
+            prefix,
+            who: "client",
+        })
+    }
+
+    /// Names who uses this store ("peer", "coordinator") in the errors
+    /// that tell them to check their credentials.
+    pub fn acting_as(mut self, who: &'static str) -> Self {
+        self.who = who;
+        self
     }
 
     /// Wraps an existing object store (tests, fault injection).
@@ -149,7 +203,12 @@ impl Store {
             url: url.to_string(),
             reason: e.to_string(),
         })?;
-        Ok(Self { url, inner, prefix })
+        Ok(Self {
+            url,
+            inner,
+            prefix,
+            who: "client",
+        })
     }
 
     /// The root URL, with a trailing slash.
@@ -201,28 +260,39 @@ impl Store {
             .join("/")
     }
 
-    fn err(&self, rel: &str, source: object_store::Error) -> Error {
-        Error::Store {
-            path: format!("{}{}", self.url, rel),
-            source,
+    /// A failed request on `rel`; `op` ("reading", "writing", ...) names
+    /// it when the store refused it for lack of permission, which no retry
+    /// can fix (object_store retries only server errors and timeouts).
+    fn err(&self, op: &'static str, rel: &str, source: object_store::Error) -> Error {
+        let path = format!("{}{}", self.url, rel);
+        if denied(&source) {
+            return Error::AccessDenied {
+                op,
+                path,
+                who: self.who,
+                source: Box::new(source),
+            };
         }
+        Error::Store { path, source }
     }
 
     /// Reads a whole object.
     pub async fn get(&self, rel: &str) -> Result<Bytes> {
         let r = self.inner.get(&self.path(rel)).await;
         match r {
-            Ok(g) => g.bytes().await.map_err(|e| self.err(rel, e)),
-            Err(e) => Err(self.err(rel, e)),
+            Ok(g) => g.bytes().await.map_err(|e| self.err("reading", rel, e)),
+            Err(e) => Err(self.err("reading", rel, e)),
         }
     }
 
     /// Reads a whole object, `None` when it is not there.
     pub async fn get_opt(&self, rel: &str) -> Result<Option<Bytes>> {
         match self.inner.get(&self.path(rel)).await {
-            Ok(g) => Ok(Some(g.bytes().await.map_err(|e| self.err(rel, e))?)),
+            Ok(g) => Ok(Some(
+                g.bytes().await.map_err(|e| self.err("reading", rel, e))?,
+            )),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.err(rel, e)),
+            Err(e) => Err(self.err("reading", rel, e)),
         }
     }
 
@@ -231,7 +301,7 @@ impl Store {
         self.inner
             .put(&self.path(rel), PutPayload::from_bytes(bytes))
             .await
-            .map_err(|e| self.err(rel, e))?;
+            .map_err(|e| self.err("writing", rel, e))?;
         Ok(())
     }
 
@@ -249,7 +319,7 @@ impl Store {
         {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-            Err(e) => Err(self.err(rel, e)),
+            Err(e) => Err(self.err("writing", rel, e)),
         }
     }
 
@@ -260,14 +330,14 @@ impl Store {
             .list(Some(&p))
             .try_collect()
             .await
-            .map_err(|e| self.err(rel_dir, e))
+            .map_err(|e| self.err("listing", rel_dir, e))
     }
 
     /// Deletes an object; missing is fine.
     pub async fn delete(&self, rel: &str) -> Result<()> {
         match self.inner.delete(&self.path(rel)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.err(rel, e)),
+            Err(e) => Err(self.err("deleting", rel, e)),
         }
     }
 
@@ -315,6 +385,19 @@ mod tests {
         assert!(e.contains("unsupported scheme"), "{e}");
         assert!(Store::open("").is_err());
         assert!(Store::open("s3:///nobucket").is_err());
+    }
+
+    #[test]
+    fn s3_without_credentials_says_what_to_set() {
+        // Options override the environment; blank ones count as unset.
+        let blank = [("aws_access_key_id", " "), ("aws_secret_access_key", "")];
+        let e = Store::open_with("s3://bucket/x", &blank).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, Error::NoCredentials { .. }), "{msg}");
+        assert!(msg.contains("no S3 credentials found"), "{msg}");
+        assert!(msg.contains("AWS_ACCESS_KEY_ID"), "{msg}");
+        let keys = [("aws_access_key_id", "k"), ("aws_secret_access_key", "s")];
+        assert!(Store::open_with("s3://bucket/x", &keys).is_ok());
     }
 
     #[test]

@@ -238,7 +238,7 @@ pub async fn directory(store: &Store, net: &NetworkFile) -> Result<BTreeMap<u32,
     for p in &net.genesis.peers {
         out.insert(p.uid, PublicKey::from_hex(&p.public_key)?);
     }
-    for meta in store.list("registry/uids").await? {
+    for meta in store.list(layout::UID_MARKERS).await? {
         let object = store.relative(&meta.location);
         let Some(hexkey) = object
             .rsplit('/')

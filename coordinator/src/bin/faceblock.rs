@@ -111,6 +111,63 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         top: usize,
     },
+    /// Print the IAM policy (JSON) of one role on a shared bucket (AWS S3,
+    /// MinIO): give each peer and the coordinator credentials of their own
+    /// with this policy attached. Needs no store.
+    Policy {
+        #[command(subcommand)]
+        role: PolicyRole,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyRole {
+    /// A peer: writes only the objects it authors, reads what it needs, deletes nothing.
+    Peer {
+        /// The peer's uid (a registered peer).
+        #[arg(long, required_unless_present = "public_key")]
+        uid: Option<u32>,
+        /// The peer's public key hex: lets it write its join request before it has a uid.
+        #[arg(long)]
+        public_key: Option<String>,
+        #[command(flatten)]
+        bucket: BucketArgs,
+    },
+    /// The coordinator: reads everything, writes the ledger, the network files and uid markers.
+    Coordinator {
+        #[command(flatten)]
+        bucket: BucketArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct BucketArgs {
+    /// The bucket that holds the network.
+    #[arg(long)]
+    bucket: String,
+    /// The network's prefix in the bucket (the PREFIX of s3://BUCKET/PREFIX); empty for its root.
+    #[arg(long, default_value = "")]
+    prefix: String,
+}
+
+/// The policy of `role` as pretty JSON.
+fn policy_json(role: &PolicyRole) -> anyhow::Result<String> {
+    use faceblock_schemas::policy::{self, Bucket};
+    let doc = match role {
+        PolicyRole::Peer {
+            uid,
+            public_key,
+            bucket,
+        } => policy::peer(
+            &Bucket::new(&bucket.bucket, &bucket.prefix)?,
+            *uid,
+            public_key.as_deref(),
+        )?,
+        PolicyRole::Coordinator { bucket } => {
+            policy::coordinator(&Bucket::new(&bucket.bucket, &bucket.prefix)?)
+        }
+    };
+    Ok(serde_json::to_string_pretty(&doc)?)
 }
 
 #[derive(Subcommand)]
@@ -188,7 +245,11 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, partitions: usize) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&cli.store)?;
+    if let Command::Policy { role } = &cli.command {
+        println!("{}", policy_json(role)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = Store::open(&cli.store)?.acting_as("coordinator");
     match cli.command {
         Command::Init { params, genesis } => {
             let params = match params {
@@ -293,6 +354,7 @@ async fn run(cli: Cli, partitions: usize) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Status { top } => print!("{}", status::report(&store, top).await?),
+        Command::Policy { role } => println!("{}", policy_json(&role)?),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,6 +12,7 @@ mod fisher;
 mod logs;
 mod market;
 mod plot;
+mod policy;
 mod recovery;
 mod s3;
 mod s3server;

@@ -1,12 +1,16 @@
 //! Starts the loopback S3 server (moto, one request at a time) and its fault
 //! proxy for a test, installing moto into a virtualenv on first use.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// The moto the tests rely on (the IAM test depends on its access control).
+const MOTO: &str = "5.2.5";
 
 /// The Python that has moto: `FACEBLOCK_TEST_PYTHON`, else a virtualenv under
 /// `~/.cache/faceblock/venv`, created on first use.
@@ -21,7 +25,12 @@ pub fn python() -> PathBuf {
         let py = venv.join("bin/python");
         let has_moto = py.exists()
             && Command::new(&py)
-                .args(["-c", "import moto.server, boto3, werkzeug"])
+                .args([
+                    "-c",
+                    &format!(
+                        "import moto.server, boto3, werkzeug; assert moto.__version__ == '{MOTO}'"
+                    ),
+                ])
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);
@@ -34,7 +43,8 @@ pub fn python() -> PathBuf {
                 .map(|s| s.success())
                 .unwrap_or(false)
                 && Command::new(&py)
-                    .args(["-m", "pip", "install", "--quiet", "moto[server]"])
+                    .args(["-m", "pip", "install", "--quiet"])
+                    .arg(format!("moto[server]=={MOTO}"))
                     .status()
                     .map(|s| s.success())
                     .unwrap_or(false);
@@ -64,6 +74,48 @@ pub const BUCKET: &str = "faceblock-test";
 
 impl S3Server {
     pub fn start() -> S3Server {
+        Self::start_with(&[])
+    }
+
+    /// A server that enforces IAM: one user per (name, policy JSON), each
+    /// with its own access key, returned as (access key id, secret) by name.
+    /// Every request must then be signed by one of them.
+    pub fn start_with_users(
+        users: &[(String, String)],
+    ) -> (S3Server, HashMap<String, (String, String)>) {
+        let dir = tempfile::tempdir().unwrap();
+        let spec: serde_json::Map<String, serde_json::Value> = users
+            .iter()
+            .map(|(n, p)| {
+                (
+                    n.clone(),
+                    serde_json::from_str(p).expect("a policy is JSON"),
+                )
+            })
+            .collect();
+        let (spec_path, out) = (dir.path().join("users.json"), dir.path().join("keys.json"));
+        std::fs::write(&spec_path, serde_json::Value::Object(spec).to_string()).unwrap();
+        let server = Self::start_with(&[
+            "--iam",
+            spec_path.to_str().unwrap(),
+            "--iam-credentials",
+            out.to_str().unwrap(),
+        ]);
+        let keys: HashMap<String, HashMap<String, String>> =
+            serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        let keys = keys
+            .into_iter()
+            .map(|(n, k)| {
+                (
+                    n,
+                    (k["access_key_id"].clone(), k["secret_access_key"].clone()),
+                )
+            })
+            .collect();
+        (server, keys)
+    }
+
+    fn start_with(extra: &[&str]) -> S3Server {
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../pipelines/testing/s3_server.py");
         for _ in 0..3 {
@@ -74,6 +126,7 @@ impl S3Server {
                 .arg(&script)
                 .arg(port.to_string())
                 .args(["--bucket", BUCKET, "--proxy", &proxy.to_string()])
+                .args(extra)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(log.reopen().unwrap())
@@ -107,6 +160,19 @@ impl S3Server {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect()
+    }
+
+    /// [`S3Server::env`] with another user's access key.
+    pub fn env_as(&self, key: &(String, String)) -> Vec<(String, String)> {
+        let mut env = self.env(false);
+        for (k, v) in env.iter_mut() {
+            match k.as_str() {
+                "AWS_ACCESS_KEY_ID" => *v = key.0.clone(),
+                "AWS_SECRET_ACCESS_KEY" => *v = key.1.clone(),
+                _ => {}
+            }
+        }
+        env
     }
 
     /// The same as object_store options, for in-process stores.

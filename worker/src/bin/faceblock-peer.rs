@@ -165,7 +165,7 @@ struct PeerArgs {
 impl PeerArgs {
     async fn open(&self, store: &str) -> anyhow::Result<Peer> {
         let key = load_key(&self.key)?;
-        let store = Store::open(store)?;
+        let store = Store::open(store)?.acting_as("peer");
         let settings = Settings {
             batch: self.batch.max(1),
             fanout: self.fanout,
@@ -235,7 +235,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Register { key } => {
             let key = load_key(&key)?;
-            let store = Store::open(&cli.store)?;
+            let store = Store::open(&cli.store)?.acting_as("peer");
             let net = NetworkFile::load(&store).await?;
             let path = submit::register(&store, &net, &key).await?;
             println!(
@@ -251,7 +251,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             source,
         } => {
             let key = load_key(&key)?;
-            let store = Store::open(&cli.store)?;
+            let store = Store::open(&cli.store)?.acting_as("peer");
             let net = NetworkFile::load(&store).await?;
             let uid = identity::uid(&store, &net, &key.public()).await?;
             let head = identity::head(&store, &net).await?;
