@@ -494,9 +494,6 @@ pub fn validate_row(
 ) -> Result<(Vec<u32>, Vec<f64>), (Reason, String)> {
     let dst = batch.column(0).as_primitive::<UInt32Type>().values();
     let w = batch.column(1).as_primitive::<Float64Type>().values();
-    if dst.is_empty() {
-        return Err((Reason::Empty, "the row has no entries".into()));
-    }
     if let Some(i) = w.iter().position(|v| !v.is_finite()) {
         return Err((
             Reason::NonFinite,
@@ -526,16 +523,7 @@ pub fn validate_row(
             format!("dst {} appears more than once", pair[0].1),
         ));
     }
-    if entries.len() > params.max_weights as usize {
-        return Err((
-            Reason::TooManyWeights,
-            format!(
-                "{} entries > max_weights {}",
-                entries.len(),
-                params.max_weights
-            ),
-        ));
-    }
+    // SPEC 5.1 check 4 counts what is left after dropping zero and self entries.
     entries.retain(|(j, _, v)| *v > 0.0 && (params.allow_self_weight || *j != src));
     if entries.len() < k as usize {
         return Err((
@@ -546,9 +534,33 @@ pub fn validate_row(
             ),
         ));
     }
-    let total: f64 = entries.iter().map(|e| e.2).sum();
-    if entries.is_empty() || total <= 0.0 || !total.is_finite() {
-        return Ok((vec![], vec![]));
+    if entries.is_empty() {
+        // Only at k = 0: a row naming nobody would withdraw the row in force.
+        return Err((
+            Reason::Empty,
+            format!("no nonzero entries besides uid {uid} itself"),
+        ));
+    }
+    if entries.len() > params.max_weights as usize {
+        return Err((
+            Reason::TooManyWeights,
+            format!(
+                "{} nonzero entries > max_weights {}",
+                entries.len(),
+                params.max_weights
+            ),
+        ));
+    }
+    let mut total: f64 = entries.iter().map(|e| e.2).sum();
+    if total.is_infinite() {
+        // Finite raw weights whose sum overflows: scale by a power of two
+        // (exact) so the largest is about 1, then normalise as usual.
+        let max = entries.iter().map(|e| e.2).fold(0.0, f64::max);
+        let scale = 2f64.powi(-libm::ilogb(max));
+        for e in &mut entries {
+            e.2 *= scale;
+        }
+        total = entries.iter().map(|e| e.2).sum();
     }
     Ok((
         entries.iter().map(|e| e.0).collect(),
@@ -563,6 +575,8 @@ pub struct JoinRequest {
     pub public_key: PublicKey,
     /// Its modality.
     pub modality: String,
+    /// The request's object, for a rejection.
+    pub object: String,
 }
 
 /// Reads pending join requests; already-registered keys are skipped silently
@@ -594,7 +608,7 @@ pub async fn read_join_requests(
                 None,
                 &object,
                 Reason::UnexpectedObject,
-                "registry/requests/ holds only <public-key-hex>.parquet files",
+                "registry/requests/ holds only <public-key-hex>.parquet files, the key in lower-case hex",
             ));
             continue;
         };
@@ -647,6 +661,7 @@ pub async fn read_join_requests(
             Ok(modality) => requests.push(JoinRequest {
                 public_key: pk,
                 modality,
+                object: f.object.clone(),
             }),
             Err((reason, detail)) => rejections.push(reject(None, &f.object, reason, detail)),
         }
@@ -696,4 +711,87 @@ fn check_join(f: &Fetched, pk: &PublicKey, ctx: &SignContext) -> Result<String, 
     pk.verify_batch(ctx, &[], &d.batch, &sig)
         .map_err(|e| (Reason::BadSignature, e.to_string()))?;
     Ok(modality)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, RecordBatch, UInt32Array};
+
+    use super::*;
+
+    fn registry(n: u32) -> Registry {
+        Registry::new(
+            (0..n)
+                .map(|uid| Peer {
+                    uid,
+                    public_key: PublicKey([uid as u8; 32]),
+                    modality: "TEXT".into(),
+                    registered_epoch: 0,
+                })
+                .collect(),
+        )
+    }
+
+    fn row(entries: &[(u32, f64)]) -> RecordBatch {
+        let dst: UInt32Array = entries.iter().map(|e| e.0).collect();
+        let w: Float64Array = entries.iter().map(|e| e.1).collect();
+        RecordBatch::try_from_iter(vec![
+            ("dst", Arc::new(dst) as arrow::array::ArrayRef),
+            ("weight", Arc::new(w) as arrow::array::ArrayRef),
+        ])
+        .unwrap()
+    }
+
+    fn check(
+        entries: &[(u32, f64)],
+        params: &Params,
+        k: u32,
+    ) -> Result<(Vec<u32>, Vec<f64>), Reason> {
+        validate_row(&row(entries), 0, 0, &registry(4), params, k).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn max_weights_counts_after_dropping_zero_and_self_entries() {
+        let params = Params {
+            max_weights: 2,
+            ..Params::default()
+        };
+        // Four entries as written, two after dropping the zero and the self entry.
+        let (dst, w) = check(&[(0, 5.0), (1, 1.0), (2, 0.0), (3, 3.0)], &params, 1).unwrap();
+        assert_eq!(dst, vec![1, 3]);
+        assert_eq!(w, vec![0.25, 0.75]);
+        assert_eq!(
+            check(&[(1, 1.0), (2, 1.0), (3, 1.0)], &params, 1),
+            Err(Reason::TooManyWeights)
+        );
+    }
+
+    #[test]
+    fn no_entries_is_too_few_when_k_asks_for_some_and_empty_otherwise() {
+        let p = Params::default();
+        assert_eq!(check(&[], &p, 1), Err(Reason::TooFewWeights));
+        assert_eq!(
+            check(&[(0, 1.0), (1, 0.0)], &p, 1),
+            Err(Reason::TooFewWeights)
+        );
+        // At k = 0 an all-zero or self-only row names nobody: it must not
+        // withdraw the row in force.
+        assert_eq!(check(&[], &p, 0), Err(Reason::Empty));
+        assert_eq!(check(&[(1, 0.0), (2, 0.0)], &p, 0), Err(Reason::Empty));
+        assert_eq!(check(&[(0, 1.0)], &p, 0), Err(Reason::Empty));
+    }
+
+    #[test]
+    fn raw_weights_whose_sum_overflows_are_scaled_not_emptied() {
+        let p = Params::default();
+        let big = 2f64.powi(1023);
+        let (dst, w) = check(&[(1, big), (2, big), (3, big / 2.0)], &p, 1).unwrap();
+        assert_eq!(dst, vec![1, 2, 3]);
+        assert_eq!(w, vec![0.4, 0.4, 0.2]);
+        // Rows that do not overflow keep the plain raw / sum.
+        let (_, w) = check(&[(1, 1.0), (2, 3.0)], &p, 1).unwrap();
+        assert_eq!(w, vec![0.25, 0.75]);
+    }
 }

@@ -41,6 +41,8 @@ pub enum Reason {
     /// rejected (or that addresses no example to its writer), or a gradient
     /// whose answer is missing or was rejected: nothing to check it against.
     NoQuery,
+    /// A join request when every uid up to `u32::MAX` is taken.
+    NoFreeUid,
 }
 
 impl Reason {
@@ -65,11 +67,12 @@ impl Reason {
             Reason::NoFisherScores => "no_fisher_scores",
             Reason::Shape => "shape",
             Reason::NoQuery => "no_query",
+            Reason::NoFreeUid => "no_free_uid",
         }
     }
 
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 19] = [
         Reason::Unreadable,
         Reason::Schema,
         Reason::TooLarge,
@@ -88,6 +91,7 @@ impl Reason {
         Reason::NoFisherScores,
         Reason::Shape,
         Reason::NoQuery,
+        Reason::NoFreeUid,
     ];
 
     /// The reason stored as `code`, e.g. one named by the shared exchange checks.

@@ -72,8 +72,36 @@ impl Registry {
         self.by_key.get(key).copied()
     }
 
-    /// The next free uid.
-    pub fn next_uid(&self) -> u32 {
-        self.peers.last().map(|p| p.uid + 1).unwrap_or(0)
+    /// The next free uid; `None` once `u32::MAX` is taken, so the counter
+    /// refuses instead of wrapping onto uid 0.
+    pub fn next_uid(&self) -> Option<u32> {
+        match self.peers.last() {
+            Some(p) => p.uid.checked_add(1),
+            None => Some(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(uid: u32) -> Peer {
+        Peer {
+            uid,
+            public_key: PublicKey([uid as u8; 32]),
+            modality: "TEXT".into(),
+            registered_epoch: 0,
+        }
+    }
+
+    #[test]
+    fn the_uid_counter_refuses_instead_of_wrapping() {
+        assert_eq!(Registry::default().next_uid(), Some(0));
+        assert_eq!(Registry::new(vec![peer(0), peer(7)]).next_uid(), Some(8));
+        assert_eq!(
+            Registry::new(vec![peer(3), peer(u32::MAX)]).next_uid(),
+            None
+        );
     }
 }

@@ -73,7 +73,8 @@ pub fn parse_uid_file(name: &str) -> Option<u32> {
 /// Reads a public key hex out of `<hex>.parquet`.
 pub fn parse_join_file(name: &str) -> Option<&str> {
     let hex = name.strip_suffix(".parquet")?;
-    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
+    // Lower case only: one key, one spelling, one request (hex::encode's form).
+    (hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))).then_some(hex)
 }
 
 /// Folder of everything peers exchanged in `epoch`.
@@ -253,6 +254,24 @@ pub fn epoch_claim(epoch: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_join_request_has_one_spelling() {
+        let lower = "ab".repeat(32);
+        assert_eq!(
+            parse_join_file(&format!("{lower}.parquet")),
+            Some(lower.as_str())
+        );
+        // The same key spelled in upper case would register it a second time.
+        assert_eq!(
+            parse_join_file(&format!("{}.parquet", lower.to_uppercase())),
+            None
+        );
+        assert_eq!(
+            parse_join_file(&format!("{}.parquet", "aB".repeat(32))),
+            None
+        );
+    }
 
     #[test]
     fn uid_file_names() {

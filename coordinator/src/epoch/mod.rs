@@ -16,6 +16,7 @@ use crate::ingest::{self, InputObject, Rejection, Source};
 use crate::ledger::commit::Claim;
 use crate::ledger::Ledger;
 use crate::math;
+use crate::reason::Reason;
 use crate::registry::{Peer, Registry};
 use crate::timing::Phases;
 use crate::{Error, Result};
@@ -66,15 +67,24 @@ pub async fn prepare(
     };
     let mut next = old.next_uid();
     for r in requests {
+        // Once u32::MAX is taken the counter refuses: the request is
+        // rejected, never given a wrapped uid, and the epoch goes on.
+        let Some(uid) = next else {
+            rejections.push(ingest::reject(
+                None,
+                &r.object,
+                Reason::NoFreeUid,
+                "every uid up to 4294967295 is taken",
+            ));
+            continue;
+        };
         let p = Peer {
-            uid: next,
+            uid,
             public_key: r.public_key,
             modality: r.modality,
             registered_epoch: epoch,
         };
-        next = next
-            .checked_add(1)
-            .ok_or_else(|| Error::Epoch("uid space exhausted".into()))?;
+        next = uid.checked_add(1);
         peers.push(p.clone());
         new_peers.push(p);
     }

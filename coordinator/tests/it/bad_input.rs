@@ -85,6 +85,12 @@ fn every_reason_code_is_recorded_and_honest_rows_survive() {
         let stranger = Keypair::from_seed([42; 32]).public().to_hex();
         put(layout::join_request(&stranger), b"garbage".to_vec()).await;
         put(format!("{}/README", layout::JOIN_REQUESTS), b"x".to_vec()).await;
+        // A key has one spelling: an upper-case copy would register it twice.
+        put(
+            layout::join_request(&stranger.to_uppercase()),
+            b"x".to_vec(),
+        )
+        .await;
     });
 
     let out = fb(&net.store, &["epoch", "run"]).ok();
@@ -106,7 +112,8 @@ fn every_reason_code_is_recorded_and_honest_rows_survive() {
         w(11, "too_few_weights"),
         w(12, "too_many_weights"),
         w(13, "too_large"),
-        w(14, "empty"),
+        // No entries at k >= 1 is too few (SPEC 5.1 check 4), not `empty`.
+        w(14, "too_few_weights"),
         w(99, "unknown_uid"),
         vec![
             format!("{}/notes.txt", layout::weights_dir(0)),
@@ -118,6 +125,15 @@ fn every_reason_code_is_recorded_and_honest_rows_survive() {
         ],
         vec![
             format!("{}/README", layout::JOIN_REQUESTS),
+            "unexpected_object".into(),
+        ],
+        vec![
+            layout::join_request(
+                &Keypair::from_seed([42; 32])
+                    .public()
+                    .to_hex()
+                    .to_uppercase(),
+            ),
             "unexpected_object".into(),
         ],
     ];
@@ -154,7 +170,7 @@ fn every_reason_code_is_recorded_and_honest_rows_survive() {
     // A bad join request stays pending, and rejected, until its writer replaces it.
     let j =
         net.sql_csv("SELECT count(*) FROM rejections WHERE epoch = 1 AND object LIKE 'registry/%'");
-    assert_eq!(j, vec![vec!["2".to_string()]]);
+    assert_eq!(j, vec![vec!["3".to_string()]]);
     let we = net.sql_csv("SELECT weights_epoch FROM state WHERE epoch = 1 AND uid = 0");
     assert_eq!(we, vec![vec!["0".to_string()]]);
 }
