@@ -138,37 +138,55 @@ pub fn sort_triples(src: Vec<u32>, dst: Vec<u32>, w: Vec<f64>) -> (Vec<u32>, Vec
 pub fn compute(input: &Input<'_>, threads: usize) -> Output {
     let n = input.stake.len();
     let p = input.params;
-    let stake_hat = rank::normalised_stake(input.stake);
     let rank = rank::rank(n, input.stake, input.edges, threads);
     let trust = trust::trust(n, input.stake, input.edges, threads);
     let consensus = consensus::consensus(&trust, p.rho, p.kappa);
     let incentive = incentive::incentive(&rank, &consensus);
     let bonds = bonds::accumulate(input.bonds, input.stake, input.edges);
     let dividends = dividends::dividends(n, &bonds, &incentive, threads);
-    let delta = emission::stake_delta(&dividends, &incentive, p.bond_share);
-    let emission = emission::apportion(&delta, p.emission_per_epoch);
-    let stake_after: Vec<u64> = input
-        .stake
-        .iter()
-        .zip(&emission)
-        .map(|(s, e)| s.saturating_add(*e))
-        .collect();
-    let stake_share = rank::normalised_stake(&stake_after);
     let loss = peg::loss(&rank, &consensus);
-    let k_next = peg::next_k(input.k, loss, p.peg_step, p.k_max);
-    Output {
-        stake_hat,
-        rank,
-        trust,
-        consensus,
-        incentive,
-        dividends,
-        emission,
-        stake_after,
-        stake_share,
-        bonds,
-        loss,
-        k_next,
+    Output::settle(
+        input, rank, trust, consensus, incentive, dividends, bonds, loss,
+    )
+}
+
+impl Output {
+    /// The end of SPEC 5.2 that the plans and the loops (their oracle) share:
+    /// emission by largest remainder, the new stake and its shares, the peg.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn settle(
+        input: &Input<'_>,
+        rank: Vec<f64>,
+        trust: Vec<f64>,
+        consensus: Vec<f64>,
+        incentive: Vec<f64>,
+        dividends: Vec<f64>,
+        bonds: Bonds,
+        loss: f64,
+    ) -> Output {
+        let p = input.params;
+        let delta = emission::stake_delta(&dividends, &incentive, p.bond_share);
+        let emission = emission::apportion(&delta, p.emission_per_epoch);
+        let stake_after: Vec<u64> = input
+            .stake
+            .iter()
+            .zip(&emission)
+            .map(|(s, e)| s.saturating_add(*e))
+            .collect();
+        Output {
+            stake_hat: rank::normalised_stake(input.stake),
+            stake_share: rank::normalised_stake(&stake_after),
+            rank,
+            trust,
+            consensus,
+            incentive,
+            dividends,
+            emission,
+            stake_after,
+            bonds,
+            k_next: peg::next_k(input.k, loss, p.peg_step, p.k_max),
+            loss,
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use super::{emission, fixed, peg, rank, trust, Bonds, Input, Output};
+use super::{fixed, rank, trust, Bonds, Input, Output};
 use crate::Result;
 
 /// The plans, by name, in the order [`compute`] runs them.
@@ -300,28 +300,9 @@ pub async fn compute_in(
     )?;
     let dividends: Vec<f64> = by_peer(n, &run(ctx, "dividends", vec![]).await?, 0.0, float);
 
-    let delta = emission::stake_delta(&dividends, &incentive, p.bond_share);
-    let emission = emission::apportion(&delta, p.emission_per_epoch);
-    let stake_after: Vec<u64> = input
-        .stake
-        .iter()
-        .zip(&emission)
-        .map(|(s, e)| s.saturating_add(*e))
-        .collect();
-    Ok(Output {
-        stake_hat: rank::normalised_stake(input.stake),
-        stake_share: rank::normalised_stake(&stake_after),
-        rank,
-        trust,
-        consensus,
-        incentive,
-        dividends,
-        emission,
-        stake_after,
-        bonds,
-        k_next: peg::next_k(input.k, loss, p.peg_step, p.k_max),
-        loss,
-    })
+    Ok(Output::settle(
+        input, rank, trust, consensus, incentive, dividends, bonds, loss,
+    ))
 }
 
 /// `(holder, peer, bond)` batches → [`Bonds`] sorted by `(holder, peer)`.
