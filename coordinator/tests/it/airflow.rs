@@ -7,8 +7,6 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
-
 use super::common::*;
 use super::s3server::{S3Server, BUCKET};
 
@@ -16,70 +14,21 @@ fn airflow_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../pipelines/airflow")
 }
 
-fn python_version() -> String {
-    let o = Command::new("python3")
-        .arg("--version")
-        .output()
-        .expect("python3 is needed for the Airflow test");
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
 /// A virtualenv with Airflow pinned by `pipelines/airflow/constraints.txt`,
-/// at `~/.cache/faceblock/venv-airflow`; made again when the requirements,
-/// the constraints or python3 change (a stamp file holds their hash).
+/// at `~/.cache/faceblock/venv-airflow`.
 fn airflow_python() -> PathBuf {
     let dir = airflow_dir();
-    let req = dir.join("requirements.txt");
-    let cons = dir.join("constraints.txt");
-    let mut h = Sha256::new();
-    for f in [&req, &cons] {
-        h.update(std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display())));
-    }
-    h.update(python_version());
-    let stamp = hex::encode(h.finalize());
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
-    let venv = PathBuf::from(home).join(".cache/faceblock/venv-airflow");
-    let py = venv.join("bin/python");
-    let stamp_file = venv.join("faceblock-stamp");
-    // One installer at a time (test processes run side by side in CI and by hand).
-    std::fs::create_dir_all(venv.parent().unwrap()).unwrap();
-    let lock = std::fs::File::create(venv.with_extension("lock")).unwrap();
-    lock.lock().expect("lock the Airflow venv");
-    if std::fs::read_to_string(&stamp_file).ok().as_deref() == Some(stamp.as_str()) && py.exists() {
-        return py;
-    }
-    let t = Instant::now();
-    eprintln!(
-        "installing Airflow into {} from {} ...",
-        venv.display(),
-        cons.display()
-    );
-    let _ = std::fs::remove_dir_all(&venv);
-    let ok = |c: &mut Command| c.status().map(|s| s.success()).unwrap_or(false);
-    assert!(
-        ok(Command::new("python3").args(["-m", "venv"]).arg(&venv)),
-        "python3 -m venv {} failed",
-        venv.display()
-    );
-    assert!(
-        ok(Command::new(&py)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "-r"
-            ])
-            .arg(&req)
-            .arg("-c")
-            .arg(&cons)),
-        "pip could not install Airflow into {} (PyPI reachable?)",
-        venv.display()
-    );
-    std::fs::write(&stamp_file, &stamp).unwrap();
-    eprintln!("Airflow installed in {:.1} s", t.elapsed().as_secs_f64());
-    py
+    let (req, cons) = (dir.join("requirements.txt"), dir.join("constraints.txt"));
+    pinned_venv(
+        "venv-airflow",
+        &[
+            "-r".as_ref(),
+            req.as_os_str(),
+            "-c".as_ref(),
+            cons.as_os_str(),
+        ],
+        &[&req, &cons],
+    )
 }
 
 /// Four peers with weight rows for the open epoch 0.

@@ -14,7 +14,6 @@ use faceblock_coordinator::epoch;
 use faceblock_coordinator::ledger::commit::Claim;
 use faceblock_coordinator::ledger::{tables, Ledger};
 use faceblock_schemas::{NetworkFile, Store};
-use sha2::{Digest, Sha256};
 
 use super::common::*;
 
@@ -23,9 +22,7 @@ fn repo() -> PathBuf {
 }
 
 /// The Python that has `notebooks/requirements.txt`: `FACEBLOCK_ANALYSTS_PYTHON`,
-/// else a virtualenv under `~/.cache/faceblock/venv-analysts`, (re)installed
-/// whenever the requirements file changes (its SHA-256 is kept in the venv),
-/// under a file lock so two test processes never install at once.
+/// else a virtualenv under `~/.cache/faceblock/venv-analysts`.
 pub fn python() -> PathBuf {
     static PY: OnceLock<PathBuf> = OnceLock::new();
     PY.get_or_init(|| {
@@ -33,56 +30,11 @@ pub fn python() -> PathBuf {
             return PathBuf::from(p);
         }
         let reqs = repo().join("notebooks/requirements.txt");
-        let text = std::fs::read(&reqs).expect("notebooks/requirements.txt is readable");
-        let want = hex::encode(Sha256::digest(&text));
-        let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
-        let cache = PathBuf::from(home).join(".cache/faceblock");
-        std::fs::create_dir_all(&cache).expect("~/.cache/faceblock can be created");
-        let venv = cache.join("venv-analysts");
-        let py = venv.join("bin/python");
-        let stamp = venv.join("requirements.sha256");
-        let lock = std::fs::File::create(cache.join("venv-analysts.lock")).expect("lock file");
-        lock.lock().expect("lock the analysts' venv");
-        let have = std::fs::read_to_string(&stamp).unwrap_or_default();
-        if !py.exists() || have.trim() != want {
-            eprintln!(
-                "installing notebooks/requirements.txt into {} (once per change of the file) ...",
-                venv.display()
-            );
-            let t = Instant::now();
-            let ok = Command::new("python3")
-                .args(["-m", "venv", "--clear"])
-                .arg(&venv)
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
-                && Command::new(&py)
-                    .args([
-                        "-m",
-                        "pip",
-                        "install",
-                        "--quiet",
-                        "--disable-pip-version-check",
-                        "-r",
-                    ])
-                    .arg(&reqs)
-                    .status()
-                    .map(|s| s.success())
-                    .unwrap_or(false);
-            assert!(
-                ok,
-                "could not install {} into {} (needs python3 with venv and PyPI access)",
-                reqs.display(),
-                venv.display()
-            );
-            std::fs::write(&stamp, &want).expect("write the requirements stamp");
-            eprintln!(
-                "analysts' venv installed in {:.1} s",
-                t.elapsed().as_secs_f64()
-            );
-        }
-        let _ = lock.unlock();
-        py
+        pinned_venv(
+            "venv-analysts",
+            &["-r".as_ref(), reqs.as_os_str()],
+            &[&reqs],
+        )
     })
     .clone()
 }

@@ -250,3 +250,62 @@ pub fn market_ledger() -> &'static Path {
     .join("market")
     .leak()
 }
+
+/// A virtualenv under `~/.cache/faceblock/<name>` with `pip install <pip_args>`,
+/// made again whenever one of `inputs` (requirements, constraints) or
+/// python3's version changes (their SHA-256 is kept in the venv), under a
+/// file lock so that two test processes never install at once.
+pub fn pinned_venv(name: &str, pip_args: &[&std::ffi::OsStr], inputs: &[&Path]) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for f in inputs {
+        h.update(std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display())));
+    }
+    let version = Command::new("python3")
+        .arg("--version")
+        .output()
+        .expect("python3 is needed for this test");
+    h.update(&version.stdout);
+    let want = hex::encode(h.finalize());
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
+    let cache = PathBuf::from(home).join(".cache/faceblock");
+    std::fs::create_dir_all(&cache).expect("~/.cache/faceblock can be created");
+    let venv = cache.join(name);
+    let py = venv.join("bin/python");
+    let stamp = venv.join("faceblock-stamp");
+    let lock = std::fs::File::create(cache.join(format!("{name}.lock"))).expect("lock file");
+    lock.lock().expect("lock the venv");
+    let have = std::fs::read_to_string(&stamp).unwrap_or_default();
+    if py.exists() && have.trim() == want {
+        return py;
+    }
+    eprintln!(
+        "installing into {} (once per change of its inputs) ...",
+        venv.display()
+    );
+    let t = std::time::Instant::now();
+    let ok = |c: &mut Command| c.status().map(|s| s.success()).unwrap_or(false);
+    assert!(
+        ok(Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv)),
+        "python3 -m venv {} failed",
+        venv.display()
+    );
+    assert!(
+        ok(Command::new(&py)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check"
+            ])
+            .args(pip_args)),
+        "pip could not install into {} (needs PyPI access)",
+        venv.display()
+    );
+    std::fs::write(&stamp, &want).expect("write the venv stamp");
+    eprintln!("{name} installed in {:.1} s", t.elapsed().as_secs_f64());
+    py
+}
