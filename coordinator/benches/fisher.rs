@@ -1,7 +1,7 @@
 //! Benchmark of the Fisher job (SPEC 5.3): generate an epoch's exchange
 //! straight into a local store (signed queries, activations, gradients and
 //! fisher-sourced weight rows, as peers write them), then time
-//! - `fisher::read_exchange` called in-process (list, read, checks, φ on DataFusion),
+//! - `ingest::exchange::read_exchange` called in-process (list, read, checks, φ on DataFusion),
 //! - the φ phase alone (pairing, inner products, DataFusion's sums) against a plain Rust loop,
 //! - one `faceblock epoch run --timings` as a separate process (wall, peak RSS),
 //!
@@ -252,7 +252,7 @@ fn main() -> anyhow::Result<()> {
     let mut mb = 0.0;
     for run in 0..3 {
         let t = Instant::now();
-        let ex = rt.block_on(fisher::read_exchange(
+        let ex = rt.block_on(faceblock_coordinator::ingest::exchange::read_exchange(
             &store, &net, &registry, 0, partitions, None,
         ))?;
         let s = t.elapsed().as_secs_f64();

@@ -1,8 +1,8 @@
 //! The FaceBlock coordinator: closes epochs over object storage and keeps the
 //! ledger.
 //!
-//! - [`ingest`] reads what peers wrote (SPEC 5.1, 7);
-//! - [`fisher`] checks the peers' exchange and measures Fisher scores (SPEC 5.3);
+//! - [`ingest`] reads what peers wrote, one module per input kind (SPEC 5.1, 5.3, 7);
+//! - [`fisher`] measures Fisher scores from the checked exchange (SPEC 5.3);
 //! - [`math`] is SPEC 5.2, one module per quantity;
 //! - [`epoch`] runs an epoch and [`ledger`] commits it exactly once (SPEC 6);
 //! - [`verify`], [`sql`], [`plot`] and [`status`] serve auditors and analysts.

@@ -99,7 +99,8 @@ pub async fn prepare(
         ingest::read_weights(store, net, &registry, epoch, row_k, only).await?;
     phases.load_previous = load_previous;
     let t = Instant::now();
-    let mut exchange = fisher::read_exchange(store, net, &registry, epoch, threads, only).await?;
+    let mut exchange =
+        ingest::exchange::read_exchange(store, net, &registry, epoch, threads, only).await?;
     let phi = fisher::phi_rows(&exchange.scores, &registry);
     phases.fisher = t.elapsed();
     // A fisher-sourced row becomes the peer's own φ row (SPEC 5.3).

@@ -1,19 +1,15 @@
-//! Reading what peers wrote for an epoch (SPEC 5.1, 7): list, fetch in
-//! parallel, decode, check signatures in batches, validate values. Every
-//! object ends up either accepted or as one rejection with a reason code;
-//! nothing a peer writes can fail the epoch.
+//! Weight submissions (SPEC 5.1): list, fetch, decode, check signatures in
+//! batches and validate each row; every file ends up an accepted row or one
+//! rejection.
 
 use std::collections::HashMap;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type, UInt32Type};
-use bytes::Bytes;
 use ed25519_dalek::VerifyingKey;
-use faceblock_schemas::parquet_io;
 use faceblock_schemas::schema::{EPOCH_KEY, SIGNATURE_KEY, SOURCE_KEY};
 use faceblock_schemas::signing::{self, Kind, SignContext};
-use faceblock_schemas::{layout, NetworkFile, Params, PublicKey, Store};
-use futures::{StreamExt, TryStreamExt};
+use faceblock_schemas::{layout, NetworkFile, Params, Store};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -21,50 +17,10 @@ use crate::reason::Reason;
 use crate::registry::{Peer, Registry};
 use crate::Result;
 
-/// Recorded inputs (object → sha256) that `verify` restricts a recomputation to.
-pub type Recorded = HashMap<String, String>;
-
-/// One rejected object.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rejection {
-    /// The writer's uid, when the path names one.
-    pub uid: Option<u32>,
-    /// Layout path of the object.
-    pub object: String,
-    /// Reason code.
-    pub reason: Reason,
-    /// What exactly was wrong.
-    pub detail: String,
-}
-
-/// One object read as an input of the epoch; `inputs_digest` covers these.
-#[derive(Debug, Clone, PartialEq)]
-pub struct InputObject {
-    /// Layout path.
-    pub object: String,
-    /// Writer uid, if any.
-    pub uid: Option<u32>,
-    /// `weights`, `join`, `queries`, `activations`, `gradients`, `metrics`,
-    /// or `exchange` for a stray object there.
-    pub kind: &'static str,
-    /// Size in bytes.
-    pub bytes: u64,
-    /// SHA-256 of the bytes, hex (empty when not read).
-    pub sha256: String,
-}
-
-impl InputObject {
-    /// An object listed but not read (stray name, too large, unknown uid).
-    pub(crate) fn unread(object: String, uid: Option<u32>, kind: &'static str, bytes: u64) -> Self {
-        Self {
-            object,
-            uid,
-            kind,
-            bytes,
-            sha256: String::new(),
-        }
-    }
-}
+use super::{
+    decode_guarded, fetch_all, reject, unread_reason, verify_batched, Fetched, InputObject,
+    Recorded, Rejection,
+};
 
 /// Where an accepted row's weights come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,76 +53,6 @@ pub struct Ingested {
     pub rejections: Vec<Rejection>,
     /// Inputs, sorted by object.
     pub inputs: Vec<InputObject>,
-}
-
-/// A fetched object, before checks.
-pub struct Fetched {
-    /// Layout path.
-    pub object: String,
-    /// Bytes.
-    pub bytes: Bytes,
-}
-
-pub(crate) fn reject(
-    uid: Option<u32>,
-    object: &str,
-    reason: Reason,
-    detail: impl Into<String>,
-) -> Rejection {
-    Rejection {
-        uid,
-        object: object.to_string(),
-        reason,
-        detail: detail.into(),
-    }
-}
-
-/// Concurrent fetches; a file that vanished since listing is treated as absent.
-pub async fn fetch_all(
-    store: &Store,
-    objects: Vec<String>,
-    concurrency: usize,
-    progress: &indicatif::ProgressBar,
-) -> Result<Vec<Fetched>> {
-    if store.local_path("").is_some() {
-        // A local directory: plain parallel reads are several times faster
-        // than one async request per file.
-        let read: Vec<Result<Option<Fetched>>> = objects
-            .into_par_iter()
-            .map(|object| {
-                let path = store.local_path(&object).expect("local store");
-                let r = match std::fs::read(&path) {
-                    Ok(b) => Ok(Some(Fetched {
-                        object,
-                        bytes: Bytes::from(b),
-                    })),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(source) => Err(faceblock_schemas::Error::Io {
-                        path: path.display().to_string(),
-                        source,
-                    }
-                    .into()),
-                };
-                progress.inc(1);
-                r
-            })
-            .collect();
-        let mut out = Vec::with_capacity(read.len());
-        for r in read {
-            out.extend(r?);
-        }
-        return Ok(out);
-    }
-    let fetched: Vec<Option<Fetched>> = futures::stream::iter(objects)
-        .map(|object| async move {
-            let r = store.get_opt(&object).await;
-            progress.inc(1);
-            r.map(|b| b.map(|bytes| Fetched { object, bytes }))
-        })
-        .buffer_unordered(concurrency.max(1))
-        .try_collect()
-        .await?;
-    Ok(fetched.into_iter().flatten().collect())
 }
 
 /// Lists, fetches and checks the weight submissions of `epoch`.
@@ -332,45 +218,6 @@ pub fn check_weight_files(
         .collect()
 }
 
-/// Checks signatures 64 at a time (a batch is about twice as fast as single
-/// checks); a failing batch is re-checked one by one to find the culprits.
-pub(crate) fn verify_batched(items: &[([u8; 32], [u8; 64], VerifyingKey)]) -> Vec<bool> {
-    items
-        .par_chunks(64)
-        .flat_map_iter(|chunk| {
-            let msgs: Vec<[u8; 32]> = chunk.iter().map(|c| c.0).collect();
-            let sigs: Vec<[u8; 64]> = chunk.iter().map(|c| c.1).collect();
-            let keys: Vec<VerifyingKey> = chunk.iter().map(|c| c.2).collect();
-            let all = signing::verify_many(&msgs, &sigs, &keys);
-            chunk
-                .iter()
-                .map(move |c| all || signing::verify_one(&c.0, &c.1, &c.2))
-        })
-        .collect()
-}
-
-/// Why an object is rejected unread: too large to read, or its writer has no uid.
-pub(crate) fn unread_reason(
-    size: u64,
-    uid: u32,
-    registry: &Registry,
-    params: &Params,
-) -> Option<(Reason, String)> {
-    if size > params.max_submission_bytes {
-        return Some((
-            Reason::TooLarge,
-            format!(
-                "{size} bytes > max_submission_bytes {}",
-                params.max_submission_bytes
-            ),
-        ));
-    }
-    if registry.index(uid).is_none() {
-        return Some((Reason::UnknownUid, format!("uid {uid} is not registered")));
-    }
-    None
-}
-
 fn signature_failure(d: &Decoded, ctx: &SignContext) -> (Reason, String) {
     if let Some(e) = d.claimed_epoch.filter(|e| *e != ctx.epoch) {
         let c = SignContext {
@@ -472,16 +319,6 @@ fn decode_weights(
     })
 }
 
-/// Decodes Parquet bytes, turning a decoder panic on hostile input into `unreadable`.
-pub fn decode_guarded(object: &str, bytes: Bytes) -> Result<parquet_io::Decoded, (Reason, String)> {
-    faceblock_schemas::exchange::decode(object, bytes).map_err(|e| {
-        (
-            Reason::from_code(e.code).unwrap_or(Reason::Unreadable),
-            e.detail,
-        )
-    })
-}
-
 /// SPEC 5.1 checks 3 and 4 on a decoded row; returns destination indices and
 /// normalised weights sorted by destination.
 pub fn validate_row(
@@ -568,151 +405,6 @@ pub fn validate_row(
     ))
 }
 
-/// A checked join request.
-#[derive(Debug, Clone)]
-pub struct JoinRequest {
-    /// The new key.
-    pub public_key: PublicKey,
-    /// Its modality.
-    pub modality: String,
-    /// The request's object, for a rejection.
-    pub object: String,
-}
-
-/// Reads pending join requests; already-registered keys are skipped silently
-/// (their request was honoured in an earlier epoch).
-pub async fn read_join_requests(
-    store: &Store,
-    net: &NetworkFile,
-    registry: &Registry,
-    only: Option<&Recorded>,
-) -> Result<(Vec<JoinRequest>, Vec<Rejection>, Vec<InputObject>)> {
-    let listed = store.list(layout::JOIN_REQUESTS).await?;
-    let mut objects = Vec::new();
-    let mut rejections = Vec::new();
-    let mut inputs = Vec::new();
-    for meta in listed {
-        let object = store.relative(&meta.location);
-        if let Some(only) = only {
-            if !only.contains_key(&object) {
-                continue;
-            }
-        }
-        let name = object.rsplit('/').next().unwrap_or("").to_string();
-        let unread_input = |inputs: &mut Vec<InputObject>| {
-            inputs.push(InputObject::unread(object.clone(), None, "join", meta.size))
-        };
-        let Some(hexkey) = layout::parse_join_file(&name) else {
-            unread_input(&mut inputs);
-            rejections.push(reject(
-                None,
-                &object,
-                Reason::UnexpectedObject,
-                "registry/requests/ holds only <public-key-hex>.parquet files, the key in lower-case hex",
-            ));
-            continue;
-        };
-        let Ok(pk) = PublicKey::from_hex(hexkey) else {
-            unread_input(&mut inputs);
-            rejections.push(reject(
-                None,
-                &object,
-                Reason::BadSignature,
-                "the file name is not a valid ed25519 public key",
-            ));
-            continue;
-        };
-        if registry.index_of_key(&pk).is_some() {
-            continue;
-        }
-        if meta.size > net.params.max_submission_bytes {
-            unread_input(&mut inputs);
-            rejections.push(reject(None, &object, Reason::TooLarge, "too large"));
-            continue;
-        }
-        objects.push((object, pk));
-    }
-    let pb = indicatif::ProgressBar::hidden();
-    let fetched = fetch_all(
-        store,
-        objects.iter().map(|o| o.0.clone()).collect(),
-        32,
-        &pb,
-    )
-    .await?;
-    let keys: HashMap<String, PublicKey> = objects.into_iter().collect();
-    let mut requests = Vec::new();
-    let ctx = SignContext {
-        kind: Kind::Join,
-        network_id: net.id(),
-        epoch: 0,
-        uid: 0,
-    };
-    for f in fetched {
-        let pk = keys[&f.object];
-        inputs.push(InputObject {
-            object: f.object.clone(),
-            uid: None,
-            kind: "join",
-            bytes: f.bytes.len() as u64,
-            sha256: hex::encode(Sha256::digest(&f.bytes)),
-        });
-        match check_join(&f, &pk, &ctx) {
-            Ok(modality) => requests.push(JoinRequest {
-                public_key: pk,
-                modality,
-                object: f.object.clone(),
-            }),
-            Err((reason, detail)) => rejections.push(reject(None, &f.object, reason, detail)),
-        }
-    }
-    requests.sort_by_key(|r| r.public_key);
-    rejections.sort_by(|a, b| a.object.cmp(&b.object));
-    inputs.sort_by(|a, b| a.object.cmp(&b.object));
-    Ok((requests, rejections, inputs))
-}
-
-fn check_join(f: &Fetched, pk: &PublicKey, ctx: &SignContext) -> Result<String, (Reason, String)> {
-    let d = decode_guarded(&f.object, f.bytes.clone())?;
-    if d.schema.fields().len() != 2
-        || d.schema.field(0).name() != "public_key"
-        || d.schema.field(1).name() != "modality"
-        || d.schema.field(0).data_type() != &DataType::Utf8
-        || d.schema.field(1).data_type() != &DataType::Utf8
-        || d.batch.num_rows() != 1
-        || d.batch.columns().iter().any(|c| c.null_count() > 0)
-    {
-        return Err((
-            Reason::Schema,
-            "a join request is one row of public_key: Utf8, modality: Utf8".into(),
-        ));
-    }
-    let key_col = d.batch.column(0).as_string::<i32>().value(0);
-    if key_col != pk.to_hex() {
-        return Err((
-            Reason::BadSignature,
-            "the public_key column does not match the file name".into(),
-        ));
-    }
-    let modality = d.batch.column(1).as_string::<i32>().value(0).to_string();
-    if modality != faceblock_schemas::schema::MODALITY_TEXT {
-        return Err((
-            Reason::Schema,
-            format!("unknown modality '{modality}' (TEXT)"),
-        ));
-    }
-    let sig = d
-        .metadata
-        .get(SIGNATURE_KEY)
-        .ok_or((Reason::BadSignature, "no signature".to_string()))
-        .and_then(|s| {
-            signing::signature_from_hex(s).map_err(|e| (Reason::BadSignature, e.to_string()))
-        })?;
-    pk.verify_batch(ctx, &[], &d.batch, &sig)
-        .map_err(|e| (Reason::BadSignature, e.to_string()))?;
-    Ok(modality)
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -720,6 +412,7 @@ mod tests {
     use arrow::array::{Float64Array, RecordBatch, UInt32Array};
 
     use super::*;
+    use faceblock_schemas::PublicKey;
 
     fn registry(n: u32) -> Registry {
         Registry::new(

@@ -1,0 +1,193 @@
+//! Reading what peers wrote for an epoch (SPEC 5.1, 7): list, fetch in
+//! parallel, decode, check signatures in batches, validate values. Every
+//! object ends up either accepted or as one rejection with a reason code;
+//! nothing a peer writes can fail the epoch.
+//!
+//! One module per input kind: [`weights`] (SPEC 5.1), [`join`] (join
+//! requests) and [`exchange`] (queries, activations, gradients and metrics,
+//! SPEC 5.3); this module holds what they share: fetching, batched signature
+//! checks, and the records every object leaves behind.
+
+pub mod exchange;
+pub mod join;
+pub mod weights;
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use ed25519_dalek::VerifyingKey;
+use faceblock_schemas::signing;
+use faceblock_schemas::{parquet_io, Params, Store};
+use futures::{StreamExt, TryStreamExt};
+use rayon::prelude::*;
+
+use crate::reason::Reason;
+use crate::registry::Registry;
+use crate::Result;
+
+pub use join::{read_join_requests, JoinRequest};
+pub use weights::{check_weight_files, read_weights, validate_row, AcceptedRow, Ingested, Source};
+
+/// Recorded inputs (object → sha256) that `verify` restricts a recomputation to.
+pub type Recorded = HashMap<String, String>;
+
+/// One rejected object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    /// The writer's uid, when the path names one.
+    pub uid: Option<u32>,
+    /// Layout path of the object.
+    pub object: String,
+    /// Reason code.
+    pub reason: Reason,
+    /// What exactly was wrong.
+    pub detail: String,
+}
+
+/// One object read as an input of the epoch; `inputs_digest` covers these.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputObject {
+    /// Layout path.
+    pub object: String,
+    /// Writer uid, if any.
+    pub uid: Option<u32>,
+    /// `weights`, `join`, `queries`, `activations`, `gradients`, `metrics`,
+    /// or `exchange` for a stray object there.
+    pub kind: &'static str,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the bytes, hex (empty when not read).
+    pub sha256: String,
+}
+
+impl InputObject {
+    /// An object listed but not read (stray name, too large, unknown uid).
+    pub(crate) fn unread(object: String, uid: Option<u32>, kind: &'static str, bytes: u64) -> Self {
+        Self {
+            object,
+            uid,
+            kind,
+            bytes,
+            sha256: String::new(),
+        }
+    }
+}
+
+/// A fetched object, before checks.
+pub struct Fetched {
+    /// Layout path.
+    pub object: String,
+    /// Bytes.
+    pub bytes: Bytes,
+}
+
+pub(crate) fn reject(
+    uid: Option<u32>,
+    object: &str,
+    reason: Reason,
+    detail: impl Into<String>,
+) -> Rejection {
+    Rejection {
+        uid,
+        object: object.to_string(),
+        reason,
+        detail: detail.into(),
+    }
+}
+
+/// Concurrent fetches; a file that vanished since listing is treated as absent.
+pub async fn fetch_all(
+    store: &Store,
+    objects: Vec<String>,
+    concurrency: usize,
+    progress: &indicatif::ProgressBar,
+) -> Result<Vec<Fetched>> {
+    if store.local_path("").is_some() {
+        // A local directory: plain parallel reads are several times faster
+        // than one async request per file.
+        let read: Vec<Result<Option<Fetched>>> = objects
+            .into_par_iter()
+            .map(|object| {
+                let path = store.local_path(&object).expect("local store");
+                let r = match std::fs::read(&path) {
+                    Ok(b) => Ok(Some(Fetched {
+                        object,
+                        bytes: Bytes::from(b),
+                    })),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(source) => Err(faceblock_schemas::Error::Io {
+                        path: path.display().to_string(),
+                        source,
+                    }
+                    .into()),
+                };
+                progress.inc(1);
+                r
+            })
+            .collect();
+        let mut out = Vec::with_capacity(read.len());
+        for r in read {
+            out.extend(r?);
+        }
+        return Ok(out);
+    }
+    let fetched: Vec<Option<Fetched>> = futures::stream::iter(objects)
+        .map(|object| async move {
+            let r = store.get_opt(&object).await;
+            progress.inc(1);
+            r.map(|b| b.map(|bytes| Fetched { object, bytes }))
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    Ok(fetched.into_iter().flatten().collect())
+}
+
+/// Checks signatures 64 at a time (a batch is about twice as fast as single
+/// checks); a failing batch is re-checked one by one to find the culprits.
+pub(crate) fn verify_batched(items: &[([u8; 32], [u8; 64], VerifyingKey)]) -> Vec<bool> {
+    items
+        .par_chunks(64)
+        .flat_map_iter(|chunk| {
+            let msgs: Vec<[u8; 32]> = chunk.iter().map(|c| c.0).collect();
+            let sigs: Vec<[u8; 64]> = chunk.iter().map(|c| c.1).collect();
+            let keys: Vec<VerifyingKey> = chunk.iter().map(|c| c.2).collect();
+            let all = signing::verify_many(&msgs, &sigs, &keys);
+            chunk
+                .iter()
+                .map(move |c| all || signing::verify_one(&c.0, &c.1, &c.2))
+        })
+        .collect()
+}
+
+/// Why an object is rejected unread: too large to read, or its writer has no uid.
+pub(crate) fn unread_reason(
+    size: u64,
+    uid: u32,
+    registry: &Registry,
+    params: &Params,
+) -> Option<(Reason, String)> {
+    if size > params.max_submission_bytes {
+        return Some((
+            Reason::TooLarge,
+            format!(
+                "{size} bytes > max_submission_bytes {}",
+                params.max_submission_bytes
+            ),
+        ));
+    }
+    if registry.index(uid).is_none() {
+        return Some((Reason::UnknownUid, format!("uid {uid} is not registered")));
+    }
+    None
+}
+
+/// Decodes Parquet bytes, turning a decoder panic on hostile input into `unreadable`.
+pub fn decode_guarded(object: &str, bytes: Bytes) -> Result<parquet_io::Decoded, (Reason, String)> {
+    faceblock_schemas::exchange::decode(object, bytes).map_err(|e| {
+        (
+            Reason::from_code(e.code).unwrap_or(Reason::Unreadable),
+            e.detail,
+        )
+    })
+}
