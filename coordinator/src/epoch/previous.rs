@@ -1,32 +1,38 @@
 //! The state an epoch starts from: genesis for epoch 0, else what the ledger
-//! committed for epoch e−1 (read through DataFusion).
+//! committed for epoch e−1 (read through DataFusion), handed over in index
+//! space (the position of a uid in the sorted registry).
+//!
+//! Rows in force and bond segments are read from the partitions they were
+//! written in, named by `state.weights_epoch` and `state.bonds_epoch`: the
+//! `epoch IN (…)` filter keeps the scan to those partitions.
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type};
 use faceblock_schemas::{NetworkFile, PublicKey};
 
 use crate::ledger::Ledger;
-use crate::registry::Peer;
+use crate::math::{Edges, Segments};
+use crate::registry::{Peer, Registry};
 use crate::{Error, Result};
 
 /// Genesis digest: what epoch 0 chains onto.
 pub const GENESIS_DIGEST: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// State after epoch e−1, keyed by uid.
+/// State after epoch e−1, by index in `registry`.
 #[derive(Debug, Default)]
 pub struct Previous {
-    /// Registered peers.
-    pub peers: Vec<Peer>,
-    /// Stake by uid.
-    pub stake: HashMap<u32, u64>,
-    /// Epoch of each peer's row in force.
-    pub weights_epoch: HashMap<u32, u64>,
-    /// Rows in force as (src uid, dst uid, weight), any order.
-    pub weights: (Vec<u32>, Vec<u32>, Vec<f64>),
-    /// Bonds as (holder uid, peer uid, bond), any order.
-    pub bonds: (Vec<u32>, Vec<u32>, Vec<f64>),
+    /// Peers registered by epoch e−1.
+    pub registry: Registry,
+    /// Stake after epoch e−1, by index.
+    pub stake: Vec<u64>,
+    /// Epoch of each peer's row in force at e−1, by index.
+    pub weights_epoch: Vec<Option<u64>>,
+    /// Rows in force at e−1, sorted by `(src, dst)`.
+    pub rows: Edges,
+    /// Bond segments at e−1 (none before epoch 0).
+    pub segments: Segments,
     /// k in force for the epoch being run.
     pub k: u32,
     /// Digest of epoch e−1.
@@ -49,38 +55,41 @@ pub async fn load(
     partitions: usize,
 ) -> Result<Previous> {
     if epoch == 0 {
-        let mut p = Previous {
-            k: net.params.k_initial,
-            prev_digest: GENESIS_DIGEST.into(),
-            ..Default::default()
-        };
+        let mut peers = Vec::new();
         for g in &net.genesis.peers {
-            p.peers.push(Peer {
+            peers.push(Peer {
                 uid: g.uid,
                 public_key: PublicKey::from_hex(&g.public_key)?,
                 modality: faceblock_schemas::schema::MODALITY_TEXT.into(),
                 registered_epoch: 0,
             });
-            p.stake.insert(g.uid, g.stake);
         }
-        return Ok(p);
+        let registry = Registry::new(peers);
+        let stake = registry
+            .peers()
+            .iter()
+            .map(|p| {
+                net.genesis
+                    .peers
+                    .iter()
+                    .find(|g| g.uid == p.uid)
+                    .map_or(0, |g| g.stake)
+            })
+            .collect();
+        return Ok(Previous {
+            weights_epoch: vec![None; registry.len()],
+            registry,
+            stake,
+            k: net.params.k_initial,
+            prev_digest: GENESIS_DIGEST.into(),
+            ..Default::default()
+        });
     }
     let e = epoch - 1;
     let ctx = ledger.session(Some(e), partitions).await?;
-    let mut p = Previous::default();
+    let row = crate::ledger::epochs::read(&ctx, e).await?;
 
-    let rows = Ledger::query(
-        &ctx,
-        &format!("SELECT k_next, digest FROM epochs WHERE epoch = {e}"),
-    )
-    .await?;
-    let row = rows
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .ok_or_else(|| Error::Corrupt(format!("epochs has no row for committed epoch {e}")))?;
-    p.k = u32::try_from(col_i64(row, 0).value(0)).map_err(|_| Error::Corrupt("k_next".into()))?;
-    p.prev_digest = crate::ledger::string_col(row, 1)?.value(0).to_string();
-
+    let mut peers = Vec::new();
     for b in Ledger::query(
         &ctx,
         "SELECT uid, public_key, modality, registered_epoch FROM registry",
@@ -90,7 +99,7 @@ pub async fn load(
         let keys = crate::ledger::string_col(&b, 1)?;
         let modality = crate::ledger::string_col(&b, 2)?;
         for i in 0..b.num_rows() {
-            p.peers.push(Peer {
+            peers.push(Peer {
                 uid: uid(col_i64(&b, 0).value(i))?,
                 public_key: PublicKey::from_hex(keys.value(i))?,
                 modality: modality.value(i).to_string(),
@@ -98,53 +107,117 @@ pub async fn load(
             });
         }
     }
+    let registry = Registry::new(peers);
+    let n = registry.len();
+    let index = |v: i64| -> Result<usize> {
+        registry
+            .index(uid(v)?)
+            .map(|i| i as usize)
+            .ok_or_else(|| Error::Corrupt(format!("epoch {e} names unregistered uid {v}")))
+    };
+    let mut p = Previous {
+        stake: vec![0; n],
+        weights_epoch: vec![None; n],
+        segments: Segments {
+            start: vec![e; n],
+            stake: vec![0; n],
+            ..Default::default()
+        },
+        k: row.k_next,
+        prev_digest: row.digest,
+        ..Default::default()
+    };
     for b in Ledger::query(
         &ctx,
-        &format!("SELECT uid, stake, weights_epoch FROM state WHERE epoch = {e}"),
+        &format!(
+            "SELECT uid, stake, weights_epoch, bonds_epoch, bond_stake FROM state WHERE epoch = {e}"
+        ),
     )
     .await?
     {
         let we = col_i64(&b, 2);
-        for i in 0..b.num_rows() {
-            let u = uid(col_i64(&b, 0).value(i))?;
-            p.stake.insert(u, col_i64(&b, 1).value(i) as u64);
-            if we.is_valid(i) {
-                p.weights_epoch.insert(u, we.value(i) as u64);
-            }
+        for r in 0..b.num_rows() {
+            let i = index(col_i64(&b, 0).value(r))?;
+            p.stake[i] = col_i64(&b, 1).value(r) as u64;
+            p.weights_epoch[i] = we.is_valid(r).then(|| we.value(r) as u64);
+            p.segments.start[i] = col_i64(&b, 3).value(r) as u64;
+            p.segments.stake[i] = col_i64(&b, 4).value(r) as u64;
         }
     }
-    p.weights = triples(
+
+    // Rows in force: each peer's row from the partition of its weights_epoch.
+    let w = entries(
         &ctx,
-        &format!("SELECT src, dst, weight FROM weights WHERE epoch = {e}"),
+        "SELECT src, dst, weight, 0.0 AS unused, epoch FROM weights",
+        &p.weights_epoch,
+        &index,
     )
     .await?;
-    p.bonds = triples(
+    let (src, dst, weight) = crate::math::sort_triples(w.owner, w.peer, w.a);
+    p.rows = Edges { src, dst, weight };
+
+    // Bond segments: each holder's entries from the partition of its bonds_epoch.
+    let starts: Vec<Option<u64>> = p.segments.start.iter().map(|s| Some(*s)).collect();
+    let b = entries(
         &ctx,
-        &format!("SELECT holder, peer, bond FROM bonds WHERE epoch = {e}"),
+        "SELECT holder, peer, base, weight, epoch FROM bonds",
+        &starts,
+        &index,
     )
     .await?;
+    let mut perm: Vec<u32> = (0..b.owner.len() as u32).collect();
+    perm.sort_unstable_by_key(|x| (b.owner[*x as usize], b.peer[*x as usize]));
+    let pick = |v: &[f64]| perm.iter().map(|x| v[*x as usize]).collect::<Vec<_>>();
+    p.segments.base = pick(&b.a);
+    p.segments.weight = pick(&b.b);
+    p.segments.holder = perm.iter().map(|x| b.owner[*x as usize]).collect();
+    p.segments.peer = perm.iter().map(|x| b.peer[*x as usize]).collect();
+    p.registry = registry;
     Ok(p)
 }
 
-async fn triples(
+/// Entries of a table in index space, two float columns.
+#[derive(Debug, Default)]
+struct Entries {
+    owner: Vec<u32>,
+    peer: Vec<u32>,
+    a: Vec<f64>,
+    b: Vec<f64>,
+}
+
+/// The rows of `select` (owner, peer, float, float, epoch) written at the
+/// epoch `at[owner]` names, in index space.
+async fn entries(
     ctx: &datafusion::prelude::SessionContext,
-    sql: &str,
-) -> Result<(Vec<u32>, Vec<u32>, Vec<f64>)> {
-    let batches = Ledger::query(ctx, sql).await?;
-    let n: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let (mut a, mut b, mut c) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for batch in &batches {
-        for v in col_i64(batch, 0).values() {
-            a.push(uid(*v)?);
-        }
-        for v in col_i64(batch, 1).values() {
-            b.push(uid(*v)?);
-        }
-        c.extend_from_slice(batch.column(2).as_primitive::<Float64Type>().values());
+    select: &str,
+    at: &[Option<u64>],
+    index: &dyn Fn(i64) -> Result<usize>,
+) -> Result<Entries> {
+    let epochs: BTreeSet<u64> = at.iter().flatten().copied().collect();
+    let mut out = Entries::default();
+    if epochs.is_empty() {
+        return Ok(out);
     }
-    Ok((a, b, c))
+    let list: Vec<String> = epochs.iter().map(|e| e.to_string()).collect();
+    let sql = format!("{select} WHERE epoch IN ({})", list.join(", "));
+    for b in Ledger::query(ctx, &sql).await? {
+        let owner = col_i64(&b, 0);
+        let peer = col_i64(&b, 1);
+        let (x, y) = (
+            b.column(2).as_primitive::<Float64Type>(),
+            b.column(3).as_primitive::<Float64Type>(),
+        );
+        let epoch = col_i64(&b, 4);
+        for r in 0..b.num_rows() {
+            let o = index(owner.value(r))?;
+            if at[o] != Some(epoch.value(r) as u64) {
+                continue;
+            }
+            out.owner.push(o as u32);
+            out.peer.push(index(peer.value(r))? as u32);
+            out.a.push(x.value(r));
+            out.b.push(y.value(r));
+        }
+    }
+    Ok(out)
 }

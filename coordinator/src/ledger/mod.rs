@@ -12,6 +12,7 @@
 //!    when all its tables are.
 
 pub mod commit;
+pub mod epochs;
 pub mod tables;
 
 use datafusion::prelude::SessionContext;
@@ -113,7 +114,8 @@ impl Ledger {
     }
 
     /// A DataFusion session where every ledger table is registered by name and
-    /// shows committed epochs only (`epoch <= upto`).
+    /// shows committed epochs only (`epoch <= upto`), with the views
+    /// [`tables::VIEWS`] over them (rows and bonds in force at every epoch).
     pub async fn session(&self, upto: Option<u64>, partitions: usize) -> Result<SessionContext> {
         let cfg = datafusion::prelude::SessionConfig::new()
             .with_target_partitions(partitions.max(1))
@@ -133,6 +135,12 @@ impl Ledger {
             .await?
             .collect()
             .await?;
+        }
+        for (name, sql) in tables::VIEWS {
+            ctx.sql(&format!("CREATE VIEW {name} AS {sql}"))
+                .await?
+                .collect()
+                .await?;
         }
         Ok(ctx)
     }
