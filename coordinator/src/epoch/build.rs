@@ -10,12 +10,12 @@ use arrow::array::{
 
 use crate::digest::{self, CHUNK_ROWS};
 use crate::fisher::Score;
-use faceblock_schemas::exchange::Metrics;
 use crate::ingest::{InputObject, Rejection};
 use crate::ledger::tables;
 use crate::math::{Output, Segments};
 use crate::registry::Peer;
 use crate::Result;
+use faceblock_schemas::exchange::Metrics;
 
 use super::rows::InForce;
 
@@ -49,7 +49,10 @@ pub fn registry(epoch: u64, joined: &[Peer]) -> Result<Vec<RecordBatch>> {
         vec![
             ("epoch", epoch_col(epoch, joined.len())),
             ("uid", i64s(joined.iter().map(|p| p.uid as i64))),
-            ("public_key", strs(joined.iter().map(|p| p.public_key.to_hex()))),
+            (
+                "public_key",
+                strs(joined.iter().map(|p| p.public_key.to_hex())),
+            ),
             ("modality", strs(joined.iter().map(|p| p.modality.clone()))),
             (
                 "registered_epoch",
@@ -140,10 +143,19 @@ pub fn bonds(epoch: u64, uids: &[i64], seg: &Segments) -> Result<Vec<RecordBatch
         "bonds",
         vec![
             ("epoch", epoch_col(epoch, keep.len())),
-            ("holder", i64s(keep.iter().map(|x| uids[seg.holder[*x] as usize]))),
-            ("peer", i64s(keep.iter().map(|x| uids[seg.peer[*x] as usize]))),
+            (
+                "holder",
+                i64s(keep.iter().map(|x| uids[seg.holder[*x] as usize])),
+            ),
+            (
+                "peer",
+                i64s(keep.iter().map(|x| uids[seg.peer[*x] as usize])),
+            ),
             ("base", f64s(keep.iter().map(|x| seg.base[*x]).collect())),
-            ("weight", f64s(keep.iter().map(|x| seg.weight[*x]).collect())),
+            (
+                "weight",
+                f64s(keep.iter().map(|x| seg.weight[*x]).collect()),
+            ),
         ],
     )
 }
@@ -184,7 +196,10 @@ pub fn metrics(epoch: u64, m: &[(u32, Metrics)]) -> Result<Vec<RecordBatch>> {
             ("epoch", epoch_col(epoch, m.len())),
             ("uid", i64s(m.iter().map(|m| m.0 as i64))),
             ("loss", opt_f64s(m.iter().map(|m| Some(m.1.loss)))),
-            ("distill_loss", opt_f64s(m.iter().map(|m| Some(m.1.distill_loss)))),
+            (
+                "distill_loss",
+                opt_f64s(m.iter().map(|m| Some(m.1.distill_loss))),
+            ),
             (
                 "examples",
                 opt_i64s(
@@ -203,7 +218,10 @@ pub fn inputs(epoch: u64, inputs: &[InputObject]) -> Result<Vec<RecordBatch>> {
         vec![
             ("epoch", epoch_col(epoch, inputs.len())),
             ("object", strs(inputs.iter().map(|r| r.object.clone()))),
-            ("uid", opt_i64s(inputs.iter().map(|r| r.uid.map(|u| u as i64)))),
+            (
+                "uid",
+                opt_i64s(inputs.iter().map(|r| r.uid.map(|u| u as i64))),
+            ),
             ("kind", strs(inputs.iter().map(|r| r.kind))),
             ("bytes", i64s(inputs.iter().map(|r| r.bytes as i64))),
             ("sha256", strs(inputs.iter().map(|r| r.sha256.clone()))),

@@ -60,11 +60,7 @@ pub async fn prepare(
     let (requests, mut rejections, mut inputs) =
         ingest::read_join_requests(store, net, old, only).await?;
     let mut peers = old.peers().to_vec();
-    let mut new_peers: Vec<Peer> = if epoch == 0 {
-        peers.clone()
-    } else {
-        vec![]
-    };
+    let mut new_peers: Vec<Peer> = if epoch == 0 { peers.clone() } else { vec![] };
     let mut next = old.next_uid();
     for r in requests {
         // Once u32::MAX is taken the counter refuses: the request is

@@ -134,7 +134,8 @@ pub fn schema(table: &str) -> Option<SchemaRef> {
 
 /// View: the rows in force at every epoch, `(epoch, src, dst, weight,
 /// weights_epoch)`.
-pub const WEIGHTS_IN_FORCE: &str = include_str!("../../../pipelines/sql/views/weights_in_force.sql");
+pub const WEIGHTS_IN_FORCE: &str =
+    include_str!("../../../pipelines/sql/views/weights_in_force.sql");
 
 /// View: the bonds after every epoch, `(epoch, holder, peer, bond)`, nonzero
 /// only: what the epoch's dividends used.

@@ -122,7 +122,7 @@ impl Segments {
         out.base.reserve(cap);
         out.weight.reserve(cap);
         let (mut a, mut b) = (0usize, 0usize);
-        for i in 0..n {
+        for (i, &s) in stake.iter().enumerate() {
             let h = i as u32;
             let a0 = a;
             while a < self.len() && self.holder[a] == h {
@@ -134,7 +134,7 @@ impl Segments {
             }
             let known = i < self.start.len();
             let sum = known
-                .then(|| self.stake[i].checked_add(stake[i]))
+                .then(|| self.stake[i].checked_add(s))
                 .flatten()
                 .filter(|s| *s <= i64::MAX as u64);
             let goes_on = sum.is_some()
@@ -181,7 +181,7 @@ impl Segments {
                 }
             }
             out.start.push(epoch);
-            out.stake.push(stake[i]);
+            out.stake.push(s);
         }
         out
     }

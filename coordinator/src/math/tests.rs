@@ -434,7 +434,9 @@ fn agrees_with_previous_arithmetic_over_many_epochs() {
         let mut k = 1;
         for epoch in 0..25u64 {
             let e = rows.step(&mut rng, epoch, n.min(6));
-            let due: Vec<bool> = (0..n).map(|i| (epoch + i as u64) % 8 == 0).collect();
+            let due: Vec<bool> = (0..n)
+                .map(|i| (epoch + i as u64).is_multiple_of(8))
+                .collect();
             segments = segments.advance(epoch, &stake, &e, &due);
             let input = Input {
                 params: &p,
@@ -572,7 +574,9 @@ fn plans_give_the_loops_bits_over_many_epochs() {
     let mut k = 1;
     for epoch in 0..8u64 {
         let e = rows.step(&mut rng, epoch, 6);
-        let due: Vec<bool> = (0..n).map(|i| (epoch + i as u64) % 3 == 0).collect();
+        let due: Vec<bool> = (0..n)
+            .map(|i| (epoch + i as u64).is_multiple_of(3))
+            .collect();
         segments = segments.advance(epoch, &stake, &e, &due);
         let input = Input {
             params: &p,

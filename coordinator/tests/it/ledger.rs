@@ -63,7 +63,8 @@ fn closed_form_bonds_match_the_recurrence_through_changes_expiry_and_checkpoints
             .clone()
     };
     // Weights written once: epoch 1 wrote no row, epoch 2 only peer 1's.
-    let written = net.sql_csv("SELECT epoch, count(DISTINCT src) FROM weights GROUP BY epoch ORDER BY epoch");
+    let written =
+        net.sql_csv("SELECT epoch, count(DISTINCT src) FROM weights GROUP BY epoch ORDER BY epoch");
     assert_eq!(
         written,
         [["0", "5"], ["2", "1"], ["3", "1"], ["6", "1"]]
@@ -97,7 +98,9 @@ fn closed_form_bonds_match_the_recurrence_through_changes_expiry_and_checkpoints
 
     // The recurrence of the full-snapshot code, from the ledger's own inputs.
     let mut bonds: BTreeMap<(u64, u64), f64> = BTreeMap::new();
-    let got = net.sql_csv("SELECT epoch, holder, peer, bond FROM bonds_in_force ORDER BY epoch, holder, peer");
+    let got = net.sql_csv(
+        "SELECT epoch, holder, peer, bond FROM bonds_in_force ORDER BY epoch, holder, peer",
+    );
     for e in 0..8u64 {
         for (s, d, w) in force.get(&e).into_iter().flatten() {
             let stake = n(&at(e, *s)[2]);
@@ -121,7 +124,11 @@ fn closed_form_bonds_match_the_recurrence_through_changes_expiry_and_checkpoints
     }
     // Fewer bond rows than a snapshot per epoch would hold.
     let stored = net.sql_csv("SELECT count(*) FROM bonds");
-    assert!(n(&stored[0][0]) < got.len() as u64, "{stored:?} vs {}", got.len());
+    assert!(
+        n(&stored[0][0]) < got.len() as u64,
+        "{stored:?} vs {}",
+        got.len()
+    );
 }
 
 fn dir_bytes(p: &Path) -> u64 {
@@ -168,8 +175,17 @@ fn an_epoch_where_one_percent_change_writes_under_five_percent() {
     let s = store.to_str().unwrap();
     let gen = |epoch: &str, share: &str| {
         bench(&[
-            "generate", "--peers", "1000", "--weights", "256", "--store", s, "--epoch", epoch,
-            "--share", share,
+            "generate",
+            "--peers",
+            "1000",
+            "--weights",
+            "256",
+            "--store",
+            s,
+            "--epoch",
+            epoch,
+            "--share",
+            share,
         ])
     };
     gen("0", "1");
