@@ -344,24 +344,24 @@ impl EpochRow {
     ) -> Result<Vec<RecordBatch>> {
         let i = |x: u64| i64s([x as i64]);
         let ts = TimestampMicrosecondArray::from(vec![committed_at_us]).with_timezone("UTC");
-        chunked(
+        named(
             "epochs",
             vec![
-                i(self.epoch),
-                i(self.n_peers),
-                i(self.total_stake_before),
-                i(self.emission),
-                f64s(vec![self.loss]),
-                i(self.k as u64),
-                i(self.k_next as u64),
-                i(self.rows_in_force),
-                i(self.rows_accepted),
-                i(self.rows_rejected),
-                strs([&self.inputs_digest]),
-                strs([digest]),
-                strs([&self.prev_digest]),
-                strs([version]),
-                Arc::new(ts),
+                ("epoch", i(self.epoch)),
+                ("n_peers", i(self.n_peers)),
+                ("total_stake_before", i(self.total_stake_before)),
+                ("emission", i(self.emission)),
+                ("loss", f64s(vec![self.loss])),
+                ("k", i(self.k as u64)),
+                ("k_next", i(self.k_next as u64)),
+                ("rows_in_force", i(self.rows_in_force)),
+                ("rows_accepted", i(self.rows_accepted)),
+                ("rows_rejected", i(self.rows_rejected)),
+                ("inputs_digest", strs([&self.inputs_digest])),
+                ("digest", strs([digest])),
+                ("prev_digest", strs([&self.prev_digest])),
+                ("version", strs([version])),
+                ("committed_at", Arc::new(ts)),
             ],
         )
     }

@@ -204,3 +204,46 @@ fn an_epoch_where_one_percent_change_writes_under_five_percent() {
     );
     fb(s, &["epoch", "verify", "--epoch", "2"]).ok();
 }
+
+/// The ledger session reads Parquet file lists, not Delta scans, and a
+/// filter on `epoch` prunes whole files: the plan for one epoch names only
+/// that epoch's files.
+#[test]
+fn ledger_tables_are_parquet_file_lists_pruned_by_epoch() {
+    let net = Net::new(3, &[100], "");
+    for _ in 0..3 {
+        net.set(0, "1=1,2=1");
+        net.fb(&["epoch", "run"]).ok();
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let plan = rt.block_on(async {
+        let store = faceblock_schemas::Store::open(&net.store).unwrap();
+        let ledger = faceblock_coordinator::ledger::Ledger::new(store);
+        let ctx = ledger.session(Some(2), 2).await.unwrap();
+        let df = ctx
+            .sql("SELECT src, dst, weight FROM weights WHERE epoch = 1")
+            .await
+            .unwrap();
+        let rows: usize = df
+            .clone()
+            .collect()
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        assert_eq!(rows, 2);
+        let plan = df.create_physical_plan().await.unwrap();
+        let text = datafusion::physical_plan::displayable(plan.as_ref())
+            .indent(true)
+            .to_string();
+        text
+    });
+    assert!(plan.contains("DataSourceExec"), "{plan}");
+    assert!(plan.contains("file_type=parquet"), "{plan}");
+    assert!(plan.contains("epoch=1/"), "{plan}");
+    for other in ["epoch=0/", "epoch=2/"] {
+        assert!(!plan.contains(other), "{other} is read:\n{plan}");
+    }
+    assert!(!plan.to_lowercase().contains("delta"), "{plan}");
+}
