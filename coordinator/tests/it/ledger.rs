@@ -122,6 +122,30 @@ fn closed_form_bonds_match_the_recurrence_through_changes_expiry_and_checkpoints
             );
         }
     }
+    // The view gives the epoch's own B' to the bit: the closed form of the
+    // segments the next epoch starts from.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = faceblock_schemas::Store::open(&net.store).unwrap();
+        let file = faceblock_schemas::NetworkFile::load(&store).await.unwrap();
+        let ledger = faceblock_coordinator::ledger::Ledger::new(store);
+        for e in 0..8u64 {
+            let prev = faceblock_coordinator::epoch::previous::load(&file, &ledger, e + 1, 2)
+                .await
+                .unwrap();
+            let uid = |i: u32| prev.registry.peers()[i as usize].uid as u64;
+            let b = prev.segments.bonds();
+            let mine: Vec<(u64, u64, u64)> = (0..b.len())
+                .map(|x| (uid(b.holder[x]), uid(b.peer[x]), b.bond[x].to_bits()))
+                .collect();
+            let view: Vec<(u64, u64, u64)> = got
+                .iter()
+                .filter(|r| n(&r[0]) == e)
+                .map(|r| (n(&r[1]), n(&r[2]), f(&r[3]).to_bits()))
+                .collect();
+            assert_eq!(mine, view, "epoch {e}");
+        }
+    });
     // Fewer bond rows than a snapshot per epoch would hold.
     let stored = net.sql_csv("SELECT count(*) FROM bonds");
     assert!(
