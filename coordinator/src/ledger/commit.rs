@@ -38,12 +38,15 @@ fn writer_properties(table: &str) -> parquet::file::properties::WriterProperties
         .set_compression(Compression::ZSTD(ZstdLevel::default()));
     if let Some(schema) = tables::schema(table) {
         for f in schema.fields() {
-            if f.data_type() == &arrow::datatypes::DataType::Float64 {
-                let c = ColumnPath::from(f.name().as_str());
-                b = b
-                    .set_column_dictionary_enabled(c.clone(), false)
-                    .set_column_encoding(c, Encoding::BYTE_STREAM_SPLIT);
-            }
+            let encoding = match f.data_type() {
+                arrow::datatypes::DataType::Float64 => Encoding::BYTE_STREAM_SPLIT,
+                arrow::datatypes::DataType::Int64 => Encoding::DELTA_BINARY_PACKED,
+                _ => continue,
+            };
+            let c = ColumnPath::from(f.name().as_str());
+            b = b
+                .set_column_dictionary_enabled(c.clone(), false)
+                .set_column_encoding(c, encoding);
         }
     }
     b.build()
