@@ -151,7 +151,7 @@ pub fn bonds(epoch: u64, uids: &[i64], seg: &Segments) -> Result<Vec<RecordBatch
                 "peer",
                 i64s(keep.iter().map(|x| uids[seg.peer[*x] as usize])),
             ),
-            ("base", f64s(keep.iter().map(|x| seg.base[*x]).collect())),
+            ("bond", f64s(keep.iter().map(|x| seg.bond[*x]).collect())),
             (
                 "weight",
                 f64s(keep.iter().map(|x| seg.weight[*x]).collect()),

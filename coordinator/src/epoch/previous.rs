@@ -160,7 +160,7 @@ pub async fn load(
     let starts: Vec<Option<u64>> = p.segments.start.iter().map(|s| Some(*s)).collect();
     let b = entries(
         &ctx,
-        "SELECT holder, peer, base, weight, epoch FROM bonds",
+        "SELECT holder, peer, bond, weight, epoch FROM bonds",
         &starts,
         &index,
     )
@@ -168,7 +168,7 @@ pub async fn load(
     let mut perm: Vec<u32> = (0..b.owner.len() as u32).collect();
     perm.sort_unstable_by_key(|x| (b.owner[*x as usize], b.peer[*x as usize]));
     let pick = |v: &[f64]| perm.iter().map(|x| v[*x as usize]).collect::<Vec<_>>();
-    p.segments.base = pick(&b.a);
+    p.segments.bond = pick(&b.a);
     p.segments.weight = pick(&b.b);
     p.segments.holder = perm.iter().map(|x| b.owner[*x as usize]).collect();
     p.segments.peer = perm.iter().map(|x| b.peer[*x as usize]).collect();

@@ -7,10 +7,10 @@
 //!   `state.weights_epoch` names the row in force at every epoch (view
 //!   [`WEIGHTS_IN_FORCE`]);
 //! - `bonds` holds bond segments (`math::bonds`): at the epoch a holder's
-//!   segment starts (`state.bonds_epoch`), its `base` bonds and the `weight`s
-//!   of its row; `state.bond_stake` is the holder's stake summed over the
-//!   segment, so the bond at epoch e is `base + weight · bond_stake` (view
-//!   [`BONDS_IN_FORCE`]).
+//!   segment starts (`state.bonds_epoch`), its `bond`s after that epoch and
+//!   the `weight`s of its row; `state.bond_stake` is the holder's stake summed
+//!   over the segment's later epochs, so the bond at epoch e is
+//!   `bond + weight · bond_stake` (view [`BONDS_IN_FORCE`]).
 
 use std::sync::Arc;
 
@@ -67,7 +67,7 @@ pub fn schema(table: &str) -> Option<SchemaRef> {
             e(),
             f("holder", Int64, false),
             f("peer", Int64, false),
-            f("base", Float64, false),
+            f("bond", Float64, false),
             f("weight", Float64, false),
         ],
         "fisher" => vec![

@@ -4,17 +4,20 @@
 //! Bonds are kept in closed form, so the ledger grows with what changed. Per
 //! holder i, a *segment* starts at epoch e0 whenever i's row in force changes
 //! (a new row, or its expiry), when i is due a checkpoint, or when its stake
-//! sum would leave the Int64 range. While it lasts,
+//! sum would leave the Int64 range. It records the bonds after e0 and the row
+//! in force; while it lasts,
 //!
 //! ```text
-//! B_ij(e) = base_ij + w_ij · Σ_{t = e0..e} S_i(t)        base_ij = B_ij(e0 − 1)
+//! B_ij(e0) = B_ij(e0 − 1) + w_ij · S_i(e0)                (the recurrence, once)
+//! B_ij(e)  = B_ij(e0) + w_ij · Σ_{t = e0+1..e} S_i(t)     (e > e0)
 //! ```
 //!
-//! which is SPEC 5.2's recurrence summed in real arithmetic. In floating point
-//! it is evaluated one way only, by [`closed_form`]: the stake sum exactly as
-//! an integer, one conversion to f64 (round to nearest), one multiply, one
-//! add. The loops here and the plan `bonds.sql` both use that order, so they
-//! give the same bits.
+//! which is SPEC 5.2's recurrence B' = B + S·w summed in real arithmetic. In
+//! floating point both lines are evaluated one way only, by [`closed_form`]:
+//! the stake sum exactly as an integer, one conversion to f64 (round to
+//! nearest), one multiply, one add. The loops here, the plan `bonds.sql` and
+//! the ledger view `bonds_in_force` all use that order, so they give the same
+//! bits.
 //!
 //! Column sums Σ_k B'_kj are taken at a scale per column j, fixed by that
 //! column's largest bond ([`fixed::shift_for_max`]), and β uses the same
@@ -37,11 +40,11 @@ pub fn checkpoint_due(epoch: u64, uid: u32) -> bool {
 }
 
 /// The closed form, the only way a bond is evaluated:
-/// `base + weight · (stake as f64)`, with `stake` the exact integer sum of
-/// the holder's stake over its segment.
+/// `bond + weight · (stake as f64)`, with `stake` an exact integer sum of the
+/// holder's stake.
 #[inline]
-pub fn closed_form(base: f64, weight: f64, stake: u64) -> f64 {
-    base + weight * stake as f64
+pub fn closed_form(bond: f64, weight: f64, stake: u64) -> f64 {
+    bond + weight * stake as f64
 }
 
 /// Bonds of every holder as segments, in index space: the entries sorted by
@@ -52,14 +55,14 @@ pub struct Segments {
     pub holder: Vec<u32>,
     /// Peer j.
     pub peer: Vec<u32>,
-    /// B_ij(e0 − 1): the bond when the segment started.
-    pub base: Vec<f64>,
+    /// B_ij(e0): the bond after the segment's first epoch.
+    pub bond: Vec<f64>,
     /// w_ij of the row in force through the segment (0 if none).
     pub weight: Vec<f64>,
     /// Per holder: the epoch its segment started.
     pub start: Vec<u64>,
-    /// Per holder: Σ S_i over the segment's epochs so far (at most 2^63 − 1
-    /// when it spans more than one epoch).
+    /// Per holder: Σ S_i over the segment's epochs after its first (0 in
+    /// the first; at most 2^63 − 1).
     pub stake: Vec<u64>,
 }
 
@@ -75,13 +78,13 @@ impl Segments {
     }
 
     /// Segments that hold `bonds` as they are and no row, as if each holder's
-    /// segment had just begun with zero stake (for tests and for starting
-    /// from bonds computed elsewhere).
+    /// segment had just begun (for tests and for starting from bonds computed
+    /// elsewhere).
     pub fn from_bonds(bonds: &Bonds, n: usize) -> Segments {
         Segments {
             holder: bonds.holder.clone(),
             peer: bonds.peer.clone(),
-            base: bonds.bond.clone(),
+            bond: bonds.bond.clone(),
             weight: vec![0.0; bonds.len()],
             start: vec![0; n],
             stake: vec![0; n],
@@ -93,7 +96,7 @@ impl Segments {
         let mut out = Bonds::default();
         for e in 0..self.len() {
             let h = self.holder[e];
-            let v = closed_form(self.base[e], self.weight[e], self.stake[h as usize]);
+            let v = closed_form(self.bond[e], self.weight[e], self.stake[h as usize]);
             if v > 0.0 {
                 out.holder.push(h);
                 out.peer.push(self.peer[e]);
@@ -106,9 +109,9 @@ impl Segments {
     /// This epoch's segments from the previous epoch's: a holder goes on
     /// while its row in `edges` is the one its segment holds, bit for bit,
     /// it is not `due` a checkpoint and its stake sum stays within Int64;
-    /// otherwise (or when it is new) it starts a segment at `epoch` whose base
-    /// is its bond after the previous epoch. `edges` are the rows in force,
-    /// `stake` the stake before this epoch, both by index.
+    /// otherwise (or when it is new) it starts a segment at `epoch` from its
+    /// bonds after the previous epoch and the row in force. `edges` are the
+    /// rows in force, `stake` the stake before this epoch, both by index.
     pub fn advance(&self, epoch: u64, stake: &[u64], edges: &Edges, due: &[bool]) -> Segments {
         let n = stake.len();
         let mut out = Segments {
@@ -119,7 +122,7 @@ impl Segments {
         let cap = self.len().max(edges.len());
         out.holder.reserve(cap);
         out.peer.reserve(cap);
-        out.base.reserve(cap);
+        out.bond.reserve(cap);
         out.weight.reserve(cap);
         let (mut a, mut b) = (0usize, 0usize);
         for (i, &s) in stake.iter().enumerate() {
@@ -143,29 +146,29 @@ impl Segments {
             if let (true, Some(sum)) = (goes_on, sum) {
                 out.holder.extend_from_slice(&self.holder[a0..a]);
                 out.peer.extend_from_slice(&self.peer[a0..a]);
-                out.base.extend_from_slice(&self.base[a0..a]);
+                out.bond.extend_from_slice(&self.bond[a0..a]);
                 out.weight.extend_from_slice(&self.weight[a0..a]);
                 out.start.push(self.start[i]);
                 out.stake.push(sum);
                 continue;
             }
-            // A new segment: merge the bonds held so far with the row in force.
+            // A new segment: merge the bonds held so far with the row in force,
+            // and take this epoch's step of the recurrence.
             let held = if known { self.stake[i] } else { 0 };
             let (mut x, mut y) = (a0, b0);
             while x < a || y < b {
                 let px = (x < a).then(|| self.peer[x]);
                 let py = (y < b).then(|| edges.dst[y]);
-                let (peer, base, weight) = match (px, py) {
+                let before = |x: usize| closed_form(self.bond[x], self.weight[x], held);
+                let (peer, prev, weight) = match (px, py) {
                     (Some(p), Some(q)) if p == q => {
-                        let v = closed_form(self.base[x], self.weight[x], held);
                         x += 1;
                         y += 1;
-                        (p, v, edges.weight[y - 1])
+                        (p, before(x - 1), edges.weight[y - 1])
                     }
                     (Some(p), q) if q.is_none_or(|q| p < q) => {
-                        let v = closed_form(self.base[x], self.weight[x], held);
                         x += 1;
-                        (p, v, 0.0)
+                        (p, before(x - 1), 0.0)
                     }
                     (_, Some(q)) => {
                         y += 1;
@@ -173,15 +176,16 @@ impl Segments {
                     }
                     (_, None) => unreachable!("loop condition"),
                 };
-                if base > 0.0 || weight != 0.0 {
+                let bond = closed_form(prev, weight, s);
+                if bond > 0.0 || weight != 0.0 {
                     out.holder.push(h);
                     out.peer.push(peer);
-                    out.base.push(base.max(0.0));
+                    out.bond.push(bond);
                     out.weight.push(weight);
                 }
             }
             out.start.push(epoch);
-            out.stake.push(s);
+            out.stake.push(0);
         }
         out
     }

@@ -147,7 +147,7 @@ pub fn register_inputs(ctx: &SessionContext, input: &Input<'_>, partitions: usiz
     let segments = Arc::new(Schema::new(vec![
         Field::new("holder", DataType::UInt32, false),
         Field::new("peer", DataType::UInt32, false),
-        Field::new("base", DataType::Float64, false),
+        Field::new("bond", DataType::Float64, false),
         Field::new("weight", DataType::Float64, false),
     ]));
     register(
@@ -158,7 +158,7 @@ pub fn register_inputs(ctx: &SessionContext, input: &Input<'_>, partitions: usiz
             vec![
                 u32s(&seg.holder),
                 u32s(&seg.peer),
-                f64s(&seg.base),
+                f64s(&seg.bond),
                 f64s(&seg.weight),
             ],
             partitions,

@@ -375,19 +375,21 @@ fn segments_start_on_change_expiry_and_checkpoint() {
     let stake = [100u64, 10, 7];
     let s0 = Segments::default().advance(0, &stake, &e1, &[]);
     assert_eq!(s0.start, vec![0, 0, 0]);
+    assert_eq!(s0.stake, vec![0, 0, 0]);
+    assert_eq!(s0.bond, vec![100.0, 5.0, 5.0], "the bonds after epoch 0");
     assert_eq!(s0.bonds().bond, vec![100.0, 5.0, 5.0]);
     // Same rows: every segment goes on, stake sums grow.
     let s1 = s0.advance(1, &stake, &e1, &[]);
     assert_eq!(s1.start, vec![0, 0, 0]);
-    assert_eq!(s1.stake, vec![200, 20, 14]);
+    assert_eq!(s1.stake, vec![100, 10, 7]);
     assert_eq!(s1.bonds().bond, vec![200.0, 10.0, 10.0]);
     // Peer 0's row changes, peer 1 is due a checkpoint, peer 2 goes on.
     let e2 = edges(&[(0, 2, 1.0), (1, 0, 0.5), (1, 2, 0.5)]);
     let s2 = s1.advance(2, &stake, &e2, &[false, true, false]);
     assert_eq!(s2.start, vec![2, 2, 0]);
-    assert_eq!(s2.stake, vec![100, 10, 21]);
+    assert_eq!(s2.stake, vec![0, 0, 14]);
     assert_eq!(s2.holder, vec![0, 0, 1, 1]);
-    assert_eq!(s2.base, vec![200.0, 0.0, 10.0, 10.0]);
+    assert_eq!(s2.bond, vec![200.0, 100.0, 15.0, 15.0]);
     assert_eq!(s2.weight, vec![0.0, 1.0, 0.5, 0.5]);
     assert_eq!(s2.bonds().bond, vec![200.0, 100.0, 15.0, 15.0]);
     // Peer 1's row expires: its bonds stay, nothing is added; a new peer 3.
@@ -395,19 +397,16 @@ fn segments_start_on_change_expiry_and_checkpoint() {
     let s3 = s2.advance(3, &[100, 10, 7, 5], &e3, &[]);
     assert_eq!(s3.start, vec![2, 3, 0, 3]);
     assert_eq!(s3.bonds().bond, vec![200.0, 200.0, 15.0, 15.0]);
-    // A stake sum past 2^63 − 1 starts a segment instead: 200 + 2·(2^62 − 1) does.
+    // A stake sum past 2^63 − 1 starts a segment instead: 100 + 2·(2^62 − 1) does.
     let big = [u64::MAX / 4, 0, 0, 0];
     let s4 = s3.advance(4, &big, &e3, &[]);
     assert_eq!(s4.start[0], 2);
     let s5 = s4.advance(5, &big, &e3, &[]);
-    assert_eq!(s5.start[0], 5);
-    assert_eq!(s5.stake[0], u64::MAX / 4);
-    assert_eq!(
-        s5.base[1],
-        closed_form(s4.base[1], s4.weight[1], s4.stake[0])
-    );
+    assert_eq!((s5.start[0], s5.stake[0]), (5, 0));
+    let before = closed_form(s4.bond[1], s4.weight[1], s4.stake[0]);
+    assert_eq!(s5.bond[1], closed_form(before, 1.0, u64::MAX / 4));
     let s6 = s5.advance(6, &big, &e3, &[]);
-    assert_eq!((s6.start[0], s6.stake[0]), (5, 2 * (u64::MAX / 4)));
+    assert_eq!((s6.start[0], s6.stake[0]), (5, u64::MAX / 4));
 }
 
 /// Where every stake is at least 10^5, the per-sum scales and bonds in
