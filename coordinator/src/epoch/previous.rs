@@ -148,13 +148,17 @@ pub async fn load(
     // Rows in force: each peer's row from the partition of its weights_epoch.
     let w = entries(
         &ctx,
-        "SELECT src, dst, weight, 0.0 AS unused, epoch FROM weights",
+        "SELECT src, dst, weight, epoch FROM weights",
         &p.weights_epoch,
         &index,
     )
     .await?;
-    let (src, dst, weight) = crate::math::sort_triples(w.owner, w.peer, w.a);
-    p.rows = Edges { src, dst, weight };
+    let w = w.sorted(n);
+    p.rows = Edges {
+        src: w.owner,
+        dst: w.peer,
+        weight: w.a,
+    };
 
     // Bond segments: each holder's entries from the partition of its bonds_epoch.
     let starts: Vec<Option<u64>> = p.segments.start.iter().map(|s| Some(*s)).collect();
@@ -164,19 +168,17 @@ pub async fn load(
         &starts,
         &index,
     )
-    .await?;
-    let mut perm: Vec<u32> = (0..b.owner.len() as u32).collect();
-    perm.sort_unstable_by_key(|x| (b.owner[*x as usize], b.peer[*x as usize]));
-    let pick = |v: &[f64]| perm.iter().map(|x| v[*x as usize]).collect::<Vec<_>>();
-    p.segments.bond = pick(&b.a);
-    p.segments.weight = pick(&b.b);
-    p.segments.holder = perm.iter().map(|x| b.owner[*x as usize]).collect();
-    p.segments.peer = perm.iter().map(|x| b.peer[*x as usize]).collect();
+    .await?
+    .sorted(n);
+    p.segments.holder = b.owner;
+    p.segments.peer = b.peer;
+    p.segments.bond = b.a;
+    p.segments.weight = b.b;
     p.registry = registry;
     Ok(p)
 }
 
-/// Entries of a table in index space, two float columns.
+/// Entries of a table in index space, one or two float columns.
 #[derive(Debug, Default)]
 struct Entries {
     owner: Vec<u32>,
@@ -185,7 +187,55 @@ struct Entries {
     b: Vec<f64>,
 }
 
-/// The rows of `select` (owner, peer, float, float, epoch) written at the
+impl Entries {
+    /// Sorted by `(owner, peer)`. Each owner's entries come from one file,
+    /// written sorted, so a stable counting sort by owner (n buckets) does
+    /// nearly all the work; an owner whose entries arrived out of order (a
+    /// file read in parallel ranges) is sorted on its own.
+    fn sorted(self, n: usize) -> Entries {
+        let m = self.owner.len();
+        let key = |x: usize| ((self.owner[x] as u64) << 32) | self.peer[x] as u64;
+        if (1..m).all(|x| key(x - 1) <= key(x)) {
+            return self;
+        }
+        let mut start = vec![0usize; n + 1];
+        for o in &self.owner {
+            start[*o as usize + 1] += 1;
+        }
+        for i in 0..n {
+            start[i + 1] += start[i];
+        }
+        let mut next = start.clone();
+        let mut perm = vec![0u32; m];
+        for (x, o) in self.owner.iter().enumerate() {
+            perm[next[*o as usize]] = x as u32;
+            next[*o as usize] += 1;
+        }
+        for i in 0..n {
+            let run = &mut perm[start[i]..start[i + 1]];
+            if !run
+                .windows(2)
+                .all(|w| self.peer[w[0] as usize] <= self.peer[w[1] as usize])
+            {
+                run.sort_unstable_by_key(|x| self.peer[*x as usize]);
+            }
+        }
+        let u32s = |v: &[u32]| perm.iter().map(|x| v[*x as usize]).collect();
+        let f64s = |v: &[f64]| perm.iter().map(|x| v[*x as usize]).collect();
+        Entries {
+            owner: u32s(&self.owner),
+            peer: u32s(&self.peer),
+            a: f64s(&self.a),
+            b: if self.b.is_empty() {
+                vec![]
+            } else {
+                f64s(&self.b)
+            },
+        }
+    }
+}
+
+/// The rows of `select` (owner, peer, one or two floats, epoch) written at the
 /// epoch `at[owner]` names, in index space.
 async fn entries(
     ctx: &datafusion::prelude::SessionContext,
@@ -203,11 +253,11 @@ async fn entries(
     for b in Ledger::query(ctx, &sql).await? {
         let owner = col_i64(&b, 0);
         let peer = col_i64(&b, 1);
-        let (x, y) = (
-            b.column(2).as_primitive::<Float64Type>(),
-            b.column(3).as_primitive::<Float64Type>(),
-        );
-        let epoch = col_i64(&b, 4);
+        // owner, peer, one or two floats, epoch
+        let floats = b.num_columns() - 3;
+        let x = b.column(2).as_primitive::<Float64Type>();
+        let y = (floats == 2).then(|| b.column(3).as_primitive::<Float64Type>());
+        let epoch = col_i64(&b, 2 + floats);
         for r in 0..b.num_rows() {
             let o = index(owner.value(r))?;
             if at[o] != Some(epoch.value(r) as u64) {
@@ -216,8 +266,32 @@ async fn entries(
             out.owner.push(o as u32);
             out.peer.push(index(peer.value(r))? as u32);
             out.a.push(x.value(r));
-            out.b.push(y.value(r));
+            if let Some(y) = y {
+                out.b.push(y.value(r));
+            }
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Entries;
+
+    /// Owners' runs in any order, one run out of order inside: sorted as a
+    /// full sort would.
+    #[test]
+    fn entries_sort_by_owner_then_peer() {
+        let e = Entries {
+            owner: vec![2, 2, 0, 0, 0, 1, 2],
+            peer: vec![1, 5, 3, 1, 2, 0, 7],
+            a: vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            b: vec![],
+        };
+        let s = e.sorted(3);
+        assert_eq!(s.owner, vec![0, 0, 0, 1, 2, 2, 2]);
+        assert_eq!(s.peer, vec![1, 2, 3, 0, 1, 5, 7]);
+        assert_eq!(s.a, vec![3.0, 4.0, 2.0, 5.0, 0.0, 1.0, 6.0]);
+        assert!(s.b.is_empty());
+    }
 }
