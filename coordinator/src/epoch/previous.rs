@@ -65,17 +65,12 @@ pub async fn load(
             });
         }
         let registry = Registry::new(peers);
-        let stake = registry
-            .peers()
-            .iter()
-            .map(|p| {
-                net.genesis
-                    .peers
-                    .iter()
-                    .find(|g| g.uid == p.uid)
-                    .map_or(0, |g| g.stake)
-            })
-            .collect();
+        let mut stake = vec![0; registry.len()];
+        for g in &net.genesis.peers {
+            if let Some(i) = registry.index(g.uid) {
+                stake[i as usize] = g.stake;
+            }
+        }
         return Ok(Previous {
             weights_epoch: vec![None; registry.len()],
             registry,

@@ -132,11 +132,18 @@ impl LedgerFiles {
         let batch = RecordBatch::try_new(schema, vec![values])?;
         let mut keep = vec![true; all.len()];
         for f in on_epoch {
-            let expr = state.create_physical_expr((*f).clone(), &df_schema)?;
-            let mask = expr.evaluate(&batch)?.into_array(batch.num_rows())?;
-            let mask = arrow::array::AsArray::as_boolean_opt(mask.as_ref()).ok_or_else(|| {
-                datafusion::error::DataFusionError::Internal("epoch filter is not boolean".into())
-            })?;
+            // A filter this cannot evaluate alone (a subquery, say) prunes
+            // nothing; it is applied above the scan all the same.
+            let Ok(mask) = state
+                .create_physical_expr((*f).clone(), &df_schema)
+                .and_then(|e| e.evaluate(&batch))
+                .and_then(|v| v.into_array(batch.num_rows()))
+            else {
+                continue;
+            };
+            let Some(mask) = arrow::array::AsArray::as_boolean_opt(mask.as_ref()) else {
+                continue;
+            };
             for (i, k) in keep.iter_mut().enumerate() {
                 *k &= mask.is_valid(i) && mask.value(i);
             }
