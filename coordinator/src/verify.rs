@@ -47,29 +47,17 @@ pub async fn verify(store: &Store, epoch: u64, partitions: usize) -> Result<Veri
         )));
     }
     let ctx = ledger.session(last, partitions).await?;
-    let row = strings(
-        &ctx,
-        &format!("SELECT digest, inputs_digest, prev_digest FROM epochs WHERE epoch = {epoch}"),
-    )
-    .await?
-    .pop()
-    .ok_or_else(|| Error::Corrupt(format!("epochs has no row for epoch {epoch}")))?;
-    let (digest, inputs_digest, prev_digest) = (&row[0], &row[1], &row[2]);
+    let row = crate::ledger::epochs::read(&ctx, epoch).await?;
+    let (digest, inputs_digest, prev_digest) = (&row.digest, &row.inputs_digest, &row.prev_digest);
     if epoch > 0 {
-        let prev = strings(
-            &ctx,
-            &format!("SELECT digest FROM epochs WHERE epoch = {}", epoch - 1),
-        )
-        .await?
-        .pop()
-        .ok_or_else(|| Error::Corrupt(format!("epochs has no row for epoch {}", epoch - 1)))?;
-        if &prev[0] != prev_digest {
+        let prev = crate::ledger::epochs::read(&ctx, epoch - 1).await?;
+        if &prev.digest != prev_digest {
             return Err(Error::VerifyMismatch {
                 epoch,
                 detail: format!(
                     "prev_digest {prev_digest} is not epoch {}'s digest {}",
                     epoch - 1,
-                    prev[0]
+                    prev.digest
                 ),
             });
         }

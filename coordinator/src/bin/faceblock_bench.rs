@@ -294,6 +294,7 @@ fn steady(
     report("epoch 0 (genesis, every row new)", &r0);
     let cases = [(1u64, 1.0, "epoch 1, every peer resubmits"), (2, few, "")];
     let mut arith = vec![];
+    let mut written = vec![];
     for (epoch, share, label) in cases {
         let t = Instant::now();
         let rows = generate(&root, n, k, epoch, share)?;
@@ -309,7 +310,15 @@ fn steady(
         };
         report(&label, &r);
         arith.push(phase_ms(&r.timings, "arithmetic"));
+        written.push(r.ledger_bytes);
     }
+    println!(
+        "ledger bytes per epoch: every peer resubmits {:.1} MB, {:.0} % resubmit {:.1} MB ({:.2} % of the first)",
+        written[0] as f64 / 1e6,
+        few * 100.0,
+        written[1] as f64 / 1e6,
+        100.0 * written[1] as f64 / written[0].max(1) as f64
+    );
     let py = Command::new(python)
         .arg(scipy)
         .arg(n.to_string())

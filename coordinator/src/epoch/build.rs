@@ -1,5 +1,6 @@
 //! Turns an epoch's results into ledger batches in canonical order, cut at
-//! [`CHUNK_ROWS`], and computes the digests.
+//! [`CHUNK_ROWS`], and computes the digests: one builder per ledger table,
+//! each naming its columns (checked against the table's schema).
 
 use std::sync::Arc;
 
@@ -8,8 +9,225 @@ use arrow::array::{
 };
 
 use crate::digest::{self, CHUNK_ROWS};
+use crate::fisher::Score;
+use crate::ingest::{InputObject, Rejection};
 use crate::ledger::tables;
+use crate::math::{Output, Segments};
+use crate::registry::Peer;
 use crate::Result;
+use faceblock_schemas::exchange::Metrics;
+
+use super::rows::InForce;
+
+/// Named columns → batches, in the schema's column order; a name the schema
+/// lacks, or a column left out, is a bug caught by every test.
+pub fn named(table: &str, mut columns: Vec<(&str, ArrayRef)>) -> Result<Vec<RecordBatch>> {
+    let schema = tables::schema(table).expect("known table");
+    assert_eq!(
+        columns.len(),
+        schema.fields().len(),
+        "{table}: one column per field"
+    );
+    let ordered = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let i = columns
+                .iter()
+                .position(|c| c.0 == f.name())
+                .unwrap_or_else(|| panic!("{table}: no column {}", f.name()));
+            columns.swap_remove(i).1
+        })
+        .collect();
+    chunked(table, ordered)
+}
+
+/// `registry`: the peers that joined this epoch.
+pub fn registry(epoch: u64, joined: &[Peer]) -> Result<Vec<RecordBatch>> {
+    named(
+        "registry",
+        vec![
+            ("epoch", epoch_col(epoch, joined.len())),
+            ("uid", i64s(joined.iter().map(|p| p.uid as i64))),
+            (
+                "public_key",
+                strs(joined.iter().map(|p| p.public_key.to_hex())),
+            ),
+            ("modality", strs(joined.iter().map(|p| p.modality.clone()))),
+            (
+                "registered_epoch",
+                i64s(joined.iter().map(|p| p.registered_epoch as i64)),
+            ),
+        ],
+    )
+}
+
+/// Everything `state` records of one epoch, by index.
+#[derive(Debug)]
+pub struct State<'a> {
+    /// Uid of each index.
+    pub uids: &'a [i64],
+    /// Stake before the epoch.
+    pub stake: &'a [u64],
+    /// The arithmetic's results.
+    pub out: &'a Output,
+    /// Fisher rank.
+    pub fisher_rank: Vec<f64>,
+    /// Fisher divergence, where defined.
+    pub fisher_divergence: Vec<Option<f64>>,
+    /// Rows in force.
+    pub force: &'a InForce,
+    /// Bond segments.
+    pub segments: &'a Segments,
+}
+
+/// `state`: one row per registered peer.
+pub fn state(epoch: u64, s: State<'_>) -> Result<Vec<RecordBatch>> {
+    let n = s.uids.len();
+    let o = s.out;
+    named(
+        "state",
+        vec![
+            ("epoch", epoch_col(epoch, n)),
+            ("uid", i64s(s.uids.iter().copied())),
+            ("stake_before", i64s(s.stake.iter().map(|v| *v as i64))),
+            ("emission", i64s(o.emission.iter().map(|v| *v as i64))),
+            ("stake", i64s(o.stake_after.iter().map(|v| *v as i64))),
+            ("stake_share", f64s(o.stake_share.clone())),
+            ("rank", f64s(o.rank.clone())),
+            ("trust", f64s(o.trust.clone())),
+            ("consensus", f64s(o.consensus.clone())),
+            ("incentive", f64s(o.incentive.clone())),
+            ("dividends", f64s(o.dividends.clone())),
+            ("fisher_rank", f64s(s.fisher_rank)),
+            ("fisher_divergence", opt_f64s(s.fisher_divergence)),
+            (
+                "weights_epoch",
+                opt_i64s(s.force.weights_epoch.iter().map(|e| e.map(|e| e as i64))),
+            ),
+            (
+                "bonds_epoch",
+                i64s(s.segments.start.iter().map(|e| *e as i64)),
+            ),
+            (
+                "bond_stake",
+                i64s(s.segments.stake.iter().map(|v| *v as i64)),
+            ),
+        ],
+    )
+}
+
+/// `weights`: the entries of the rows accepted this epoch, and no others.
+pub fn weights(epoch: u64, uids: &[i64], force: &InForce) -> Result<Vec<RecordBatch>> {
+    let e = &force.edges;
+    let keep: Vec<usize> = (0..e.len())
+        .filter(|x| force.weights_epoch[e.src[*x] as usize] == Some(epoch))
+        .collect();
+    named(
+        "weights",
+        vec![
+            ("epoch", epoch_col(epoch, keep.len())),
+            ("src", i64s(keep.iter().map(|x| uids[e.src[*x] as usize]))),
+            ("dst", i64s(keep.iter().map(|x| uids[e.dst[*x] as usize]))),
+            ("weight", f64s(keep.iter().map(|x| e.weight[*x]).collect())),
+        ],
+    )
+}
+
+/// `bonds`: the entries of the segments that start this epoch, and no others.
+pub fn bonds(epoch: u64, uids: &[i64], seg: &Segments) -> Result<Vec<RecordBatch>> {
+    let keep: Vec<usize> = (0..seg.len())
+        .filter(|x| seg.start[seg.holder[*x] as usize] == epoch)
+        .collect();
+    named(
+        "bonds",
+        vec![
+            ("epoch", epoch_col(epoch, keep.len())),
+            (
+                "holder",
+                i64s(keep.iter().map(|x| uids[seg.holder[*x] as usize])),
+            ),
+            (
+                "peer",
+                i64s(keep.iter().map(|x| uids[seg.peer[*x] as usize])),
+            ),
+            ("bond", f64s(keep.iter().map(|x| seg.bond[*x]).collect())),
+            (
+                "weight",
+                f64s(keep.iter().map(|x| seg.weight[*x]).collect()),
+            ),
+        ],
+    )
+}
+
+/// `fisher`: φ per queried pair.
+pub fn fisher(epoch: u64, scores: &[Score]) -> Result<Vec<RecordBatch>> {
+    named(
+        "fisher",
+        vec![
+            ("epoch", epoch_col(epoch, scores.len())),
+            ("src", i64s(scores.iter().map(|s| s.src as i64))),
+            ("dst", i64s(scores.iter().map(|s| s.dst as i64))),
+            ("score", f64s(scores.iter().map(|s| s.score).collect())),
+            ("examples", i64s(scores.iter().map(|s| s.examples as i64))),
+        ],
+    )
+}
+
+/// `rejections`: one row per rejected object.
+pub fn rejections(epoch: u64, r: &[Rejection]) -> Result<Vec<RecordBatch>> {
+    named(
+        "rejections",
+        vec![
+            ("epoch", epoch_col(epoch, r.len())),
+            ("uid", opt_i64s(r.iter().map(|r| r.uid.map(|u| u as i64)))),
+            ("object", strs(r.iter().map(|r| r.object.clone()))),
+            ("reason", strs(r.iter().map(|r| r.reason.code()))),
+            ("detail", strs(r.iter().map(|r| r.detail.clone()))),
+        ],
+    )
+}
+
+/// `metrics`: what peers reported of themselves.
+pub fn metrics(epoch: u64, m: &[(u32, Metrics)]) -> Result<Vec<RecordBatch>> {
+    named(
+        "metrics",
+        vec![
+            ("epoch", epoch_col(epoch, m.len())),
+            ("uid", i64s(m.iter().map(|m| m.0 as i64))),
+            ("loss", opt_f64s(m.iter().map(|m| Some(m.1.loss)))),
+            (
+                "distill_loss",
+                opt_f64s(m.iter().map(|m| Some(m.1.distill_loss))),
+            ),
+            (
+                "examples",
+                opt_i64s(
+                    m.iter()
+                        .map(|m| Some(i64::try_from(m.1.examples).unwrap_or(i64::MAX))),
+                ),
+            ),
+        ],
+    )
+}
+
+/// `inputs`: every object the epoch read.
+pub fn inputs(epoch: u64, inputs: &[InputObject]) -> Result<Vec<RecordBatch>> {
+    named(
+        "inputs",
+        vec![
+            ("epoch", epoch_col(epoch, inputs.len())),
+            ("object", strs(inputs.iter().map(|r| r.object.clone()))),
+            (
+                "uid",
+                opt_i64s(inputs.iter().map(|r| r.uid.map(|u| u as i64))),
+            ),
+            ("kind", strs(inputs.iter().map(|r| r.kind))),
+            ("bytes", i64s(inputs.iter().map(|r| r.bytes as i64))),
+            ("sha256", strs(inputs.iter().map(|r| r.sha256.clone()))),
+        ],
+    )
+}
 
 /// Columns → batches of at most [`CHUNK_ROWS`] rows (zero-copy slices).
 pub fn chunked(table: &str, columns: Vec<ArrayRef>) -> Result<Vec<RecordBatch>> {
@@ -126,24 +344,24 @@ impl EpochRow {
     ) -> Result<Vec<RecordBatch>> {
         let i = |x: u64| i64s([x as i64]);
         let ts = TimestampMicrosecondArray::from(vec![committed_at_us]).with_timezone("UTC");
-        chunked(
+        named(
             "epochs",
             vec![
-                i(self.epoch),
-                i(self.n_peers),
-                i(self.total_stake_before),
-                i(self.emission),
-                f64s(vec![self.loss]),
-                i(self.k as u64),
-                i(self.k_next as u64),
-                i(self.rows_in_force),
-                i(self.rows_accepted),
-                i(self.rows_rejected),
-                strs([&self.inputs_digest]),
-                strs([digest]),
-                strs([&self.prev_digest]),
-                strs([version]),
-                Arc::new(ts),
+                ("epoch", i(self.epoch)),
+                ("n_peers", i(self.n_peers)),
+                ("total_stake_before", i(self.total_stake_before)),
+                ("emission", i(self.emission)),
+                ("loss", f64s(vec![self.loss])),
+                ("k", i(self.k as u64)),
+                ("k_next", i(self.k_next as u64)),
+                ("rows_in_force", i(self.rows_in_force)),
+                ("rows_accepted", i(self.rows_accepted)),
+                ("rows_rejected", i(self.rows_rejected)),
+                ("inputs_digest", strs([&self.inputs_digest])),
+                ("digest", strs([digest])),
+                ("prev_digest", strs([&self.prev_digest])),
+                ("version", strs([version])),
+                ("committed_at", Arc::new(ts)),
             ],
         )
     }

@@ -20,7 +20,7 @@ use crate::reason::Reason;
 use crate::registry::{Peer, Registry};
 use crate::timing::Phases;
 use crate::{Error, Result};
-use build::*;
+use build::{EpochRow, State};
 
 /// The software version recorded with every epoch.
 pub const VERSION: &str = concat!("faceblock ", env!("CARGO_PKG_VERSION"));
@@ -56,15 +56,11 @@ pub async fn prepare(
     let load_previous = t.elapsed();
 
     // Join requests: next free uids in ascending order of public key bytes.
-    let old = Registry::new(prev.peers.clone());
+    let old = &prev.registry;
     let (requests, mut rejections, mut inputs) =
-        ingest::read_join_requests(store, net, &old, only).await?;
-    let mut peers = prev.peers.clone();
-    let mut new_peers: Vec<Peer> = if epoch == 0 {
-        prev.peers.clone()
-    } else {
-        vec![]
-    };
+        ingest::read_join_requests(store, net, old, only).await?;
+    let mut peers = old.peers().to_vec();
+    let mut new_peers: Vec<Peer> = if epoch == 0 { peers.clone() } else { vec![] };
     let mut next = old.next_uid();
     for r in requests {
         // Once u32::MAX is taken the counter refuses: the request is
@@ -89,6 +85,12 @@ pub async fn prepare(
         new_peers.push(p);
     }
     let registry = Registry::new(peers);
+    // New uids come after every old one, so e−1's indices stay valid.
+    if registry.peers()[..old.len()] != *old.peers() {
+        return Err(Error::Corrupt(format!(
+            "epoch {epoch}: a new uid sorts before a registered one"
+        )));
+    }
     // The peg may raise k past the number of peers a row can name; rows are
     // then held to all of them, not rejected forever (SPEC 4 is silent here).
     let nameable = registry.len() as u32 - u32::from(!net.params.allow_self_weight);
@@ -139,51 +141,31 @@ pub async fn prepare(
         &registry,
         epoch,
         net.params.weights_ttl,
-        prev.weights,
+        &prev.rows,
         &prev.weights_epoch,
         &accepted,
     )?;
-    let stake: Vec<u64> = registry
-        .peers()
-        .iter()
-        .map(|p| prev.stake.get(&p.uid).copied().unwrap_or(0))
-        .collect();
+    let mut stake = prev.stake;
+    stake.resize(registry.len(), 0);
     let total_before: u128 = stake.iter().map(|s| *s as u128).sum();
     if total_before + net.params.emission_per_epoch as u128 > i64::MAX as u128 {
         return Err(Error::Epoch(format!(
             "epoch {epoch}: total stake {total_before} plus emission would pass 2^63-1, the ledger's limit"
         )));
     }
-    let bonds = {
-        let (h, p, b) = rows::sort_triples(
-            prev.bonds
-                .0
-                .iter()
-                .map(|u| registry.index(*u).unwrap_or(u32::MAX))
-                .collect(),
-            prev.bonds
-                .1
-                .iter()
-                .map(|u| registry.index(*u).unwrap_or(u32::MAX))
-                .collect(),
-            prev.bonds.2,
-        );
-        if h.iter().chain(&p).any(|i| *i == u32::MAX) {
-            return Err(Error::Corrupt("a bond names an unregistered uid".into()));
-        }
-        math::Bonds {
-            holder: h,
-            peer: p,
-            bond: b,
-        }
-    };
+    let due: Vec<bool> = registry
+        .peers()
+        .iter()
+        .map(|p| math::bonds::checkpoint_due(epoch, p.uid))
+        .collect();
+    let segments = prev.segments.advance(epoch, &stake, &force.edges, &due);
     let out = math::plans::compute(
         &math::Input {
             params: &net.params,
             k: prev.k,
             stake: &stake,
             edges: &force.edges,
-            bonds: &bonds,
+            segments: &segments,
         },
         threads,
     )
@@ -194,126 +176,32 @@ pub async fn prepare(
 
     let t = Instant::now();
     let uids: Vec<i64> = registry.peers().iter().map(|p| p.uid as i64).collect();
-    let uid_of = |i: &u32| uids[*i as usize];
     let n = registry.len();
-    let mut tables: Vec<(&'static str, Vec<RecordBatch>)> = Vec::new();
-    tables.push((
-        "registry",
-        chunked(
-            "registry",
-            vec![
-                epoch_col(epoch, new_peers.len()),
-                i64s(new_peers.iter().map(|p| p.uid as i64)),
-                strs(new_peers.iter().map(|p| p.public_key.to_hex())),
-                strs(new_peers.iter().map(|p| p.modality.clone())),
-                i64s(new_peers.iter().map(|p| p.registered_epoch as i64)),
-            ],
-        )?,
-    ));
-    tables.push((
-        "state",
-        chunked(
+    let tables: Vec<(&'static str, Vec<RecordBatch>)> = vec![
+        ("registry", build::registry(epoch, &new_peers)?),
+        (
             "state",
-            vec![
-                epoch_col(epoch, n),
-                i64s(uids.iter().copied()),
-                i64s(stake.iter().map(|s| *s as i64)),
-                i64s(out.emission.iter().map(|s| *s as i64)),
-                i64s(out.stake_after.iter().map(|s| *s as i64)),
-                f64s(out.stake_share.clone()),
-                f64s(out.rank.clone()),
-                f64s(out.trust.clone()),
-                f64s(out.consensus.clone()),
-                f64s(out.incentive.clone()),
-                f64s(out.dividends.clone()),
-                f64s(fisher_rank),
-                opt_f64s(fisher_divergence),
-                opt_i64s(force.weights_epoch.iter().map(|e| e.map(|e| e as i64))),
-            ],
-        )?,
-    ));
-    let m = force.edges.len();
-    tables.push((
-        "weights",
-        chunked(
-            "weights",
-            vec![
-                epoch_col(epoch, m),
-                i64s(force.edges.src.iter().map(uid_of)),
-                i64s(force.edges.dst.iter().map(uid_of)),
-                f64s(force.edges.weight.clone()),
-            ],
-        )?,
-    ));
-    let b = out.bonds.len();
-    tables.push((
-        "bonds",
-        chunked(
-            "bonds",
-            vec![
-                epoch_col(epoch, b),
-                i64s(out.bonds.holder.iter().map(uid_of)),
-                i64s(out.bonds.peer.iter().map(uid_of)),
-                f64s(out.bonds.bond.clone()),
-            ],
-        )?,
-    ));
-    let scores = &exchange.scores;
-    tables.push((
-        "fisher",
-        chunked(
-            "fisher",
-            vec![
-                epoch_col(epoch, scores.len()),
-                i64s(scores.iter().map(|s| s.src as i64)),
-                i64s(scores.iter().map(|s| s.dst as i64)),
-                f64s(scores.iter().map(|s| s.score).collect()),
-                i64s(scores.iter().map(|s| s.examples as i64)),
-            ],
-        )?,
-    ));
-    tables.push((
-        "rejections",
-        chunked(
-            "rejections",
-            vec![
-                epoch_col(epoch, rejections.len()),
-                opt_i64s(rejections.iter().map(|r| r.uid.map(|u| u as i64))),
-                strs(rejections.iter().map(|r| r.object.clone())),
-                strs(rejections.iter().map(|r| r.reason.code())),
-                strs(rejections.iter().map(|r| r.detail.clone())),
-            ],
-        )?,
-    ));
-    let metrics = &exchange.metrics;
-    tables.push((
-        "metrics",
-        chunked(
-            "metrics",
-            vec![
-                epoch_col(epoch, metrics.len()),
-                i64s(metrics.iter().map(|m| m.0 as i64)),
-                opt_f64s(metrics.iter().map(|m| Some(m.1.loss))),
-                opt_f64s(metrics.iter().map(|m| Some(m.1.distill_loss))),
-                opt_i64s(
-                    metrics
-                        .iter()
-                        .map(|m| Some(i64::try_from(m.1.examples).unwrap_or(i64::MAX))),
-                ),
-            ],
-        )?,
-    ));
-    let input_batches = chunked(
-        "inputs",
-        vec![
-            epoch_col(epoch, inputs.len()),
-            strs(inputs.iter().map(|r| r.object.clone())),
-            opt_i64s(inputs.iter().map(|r| r.uid.map(|u| u as i64))),
-            strs(inputs.iter().map(|r| r.kind)),
-            i64s(inputs.iter().map(|r| r.bytes as i64)),
-            strs(inputs.iter().map(|r| r.sha256.clone())),
-        ],
-    )?;
+            build::state(
+                epoch,
+                State {
+                    uids: &uids,
+                    stake: &stake,
+                    out: &out,
+                    fisher_rank,
+                    fisher_divergence,
+                    force: &force,
+                    segments: &segments,
+                },
+            )?,
+        ),
+        ("weights", build::weights(epoch, &uids, &force)?),
+        ("bonds", build::bonds(epoch, &uids, &segments)?),
+        ("fisher", build::fisher(epoch, &exchange.scores)?),
+        ("rejections", build::rejections(epoch, &rejections)?),
+        ("metrics", build::metrics(epoch, &exchange.metrics)?),
+    ];
+    let mut tables = tables;
+    let input_batches = build::inputs(epoch, &inputs)?;
     let inputs_digest = hex::encode(crate::digest::table_digest("inputs", &input_batches));
     tables.push(("inputs", input_batches));
     let row = EpochRow {
@@ -455,16 +343,7 @@ pub async fn publish(store: &Store, net: &NetworkFile, ledger: &Ledger, epoch: u
     use faceblock_schemas::head::{Head, UidMarker};
     use faceblock_schemas::layout;
     let ctx = ledger.session(Some(epoch), 1).await?;
-    let rows = Ledger::query(
-        &ctx,
-        &format!("SELECT k_next FROM epochs WHERE epoch = {epoch}"),
-    )
-    .await?;
-    let k = rows
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .map(|b| b.column(0).as_primitive::<Int64Type>().value(0) as u32)
-        .ok_or_else(|| Error::Corrupt(format!("epochs has no row for committed epoch {epoch}")))?;
+    let k = crate::ledger::epochs::read(&ctx, epoch).await?.k_next;
     let head = Head {
         open_epoch: epoch + 1,
         k,

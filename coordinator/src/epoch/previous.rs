@@ -1,32 +1,38 @@
 //! The state an epoch starts from: genesis for epoch 0, else what the ledger
-//! committed for epoch e−1 (read through DataFusion).
+//! committed for epoch e−1 (read through DataFusion), handed over in index
+//! space (the position of a uid in the sorted registry).
+//!
+//! Rows in force and bond segments are read from the partitions they were
+//! written in, named by `state.weights_epoch` and `state.bonds_epoch`: the
+//! `epoch IN (…)` filter keeps the scan to those partitions.
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type};
 use faceblock_schemas::{NetworkFile, PublicKey};
 
 use crate::ledger::Ledger;
-use crate::registry::Peer;
+use crate::math::{Edges, Segments};
+use crate::registry::{Peer, Registry};
 use crate::{Error, Result};
 
 /// Genesis digest: what epoch 0 chains onto.
 pub const GENESIS_DIGEST: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// State after epoch e−1, keyed by uid.
+/// State after epoch e−1, by index in `registry`.
 #[derive(Debug, Default)]
 pub struct Previous {
-    /// Registered peers.
-    pub peers: Vec<Peer>,
-    /// Stake by uid.
-    pub stake: HashMap<u32, u64>,
-    /// Epoch of each peer's row in force.
-    pub weights_epoch: HashMap<u32, u64>,
-    /// Rows in force as (src uid, dst uid, weight), any order.
-    pub weights: (Vec<u32>, Vec<u32>, Vec<f64>),
-    /// Bonds as (holder uid, peer uid, bond), any order.
-    pub bonds: (Vec<u32>, Vec<u32>, Vec<f64>),
+    /// Peers registered by epoch e−1.
+    pub registry: Registry,
+    /// Stake after epoch e−1, by index.
+    pub stake: Vec<u64>,
+    /// Epoch of each peer's row in force at e−1, by index.
+    pub weights_epoch: Vec<Option<u64>>,
+    /// Rows in force at e−1, sorted by `(src, dst)`.
+    pub rows: Edges,
+    /// Bond segments at e−1 (none before epoch 0).
+    pub segments: Segments,
     /// k in force for the epoch being run.
     pub k: u32,
     /// Digest of epoch e−1.
@@ -49,38 +55,36 @@ pub async fn load(
     partitions: usize,
 ) -> Result<Previous> {
     if epoch == 0 {
-        let mut p = Previous {
-            k: net.params.k_initial,
-            prev_digest: GENESIS_DIGEST.into(),
-            ..Default::default()
-        };
+        let mut peers = Vec::new();
         for g in &net.genesis.peers {
-            p.peers.push(Peer {
+            peers.push(Peer {
                 uid: g.uid,
                 public_key: PublicKey::from_hex(&g.public_key)?,
                 modality: faceblock_schemas::schema::MODALITY_TEXT.into(),
                 registered_epoch: 0,
             });
-            p.stake.insert(g.uid, g.stake);
         }
-        return Ok(p);
+        let registry = Registry::new(peers);
+        let mut stake = vec![0; registry.len()];
+        for g in &net.genesis.peers {
+            if let Some(i) = registry.index(g.uid) {
+                stake[i as usize] = g.stake;
+            }
+        }
+        return Ok(Previous {
+            weights_epoch: vec![None; registry.len()],
+            registry,
+            stake,
+            k: net.params.k_initial,
+            prev_digest: GENESIS_DIGEST.into(),
+            ..Default::default()
+        });
     }
     let e = epoch - 1;
     let ctx = ledger.session(Some(e), partitions).await?;
-    let mut p = Previous::default();
+    let row = crate::ledger::epochs::read(&ctx, e).await?;
 
-    let rows = Ledger::query(
-        &ctx,
-        &format!("SELECT k_next, digest FROM epochs WHERE epoch = {e}"),
-    )
-    .await?;
-    let row = rows
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .ok_or_else(|| Error::Corrupt(format!("epochs has no row for committed epoch {e}")))?;
-    p.k = u32::try_from(col_i64(row, 0).value(0)).map_err(|_| Error::Corrupt("k_next".into()))?;
-    p.prev_digest = crate::ledger::string_col(row, 1)?.value(0).to_string();
-
+    let mut peers = Vec::new();
     for b in Ledger::query(
         &ctx,
         "SELECT uid, public_key, modality, registered_epoch FROM registry",
@@ -90,7 +94,7 @@ pub async fn load(
         let keys = crate::ledger::string_col(&b, 1)?;
         let modality = crate::ledger::string_col(&b, 2)?;
         for i in 0..b.num_rows() {
-            p.peers.push(Peer {
+            peers.push(Peer {
                 uid: uid(col_i64(&b, 0).value(i))?,
                 public_key: PublicKey::from_hex(keys.value(i))?,
                 modality: modality.value(i).to_string(),
@@ -98,53 +102,207 @@ pub async fn load(
             });
         }
     }
+    let registry = Registry::new(peers);
+    let n = registry.len();
+    // uid → index for every ledger row: a plain table when uids are dense
+    // (they are counted up from genesis), the registry's map otherwise.
+    let max_uid = registry.peers().last().map_or(0, |p| p.uid as usize);
+    let dense: Option<Vec<u32>> = (max_uid <= 4 * n + 1024).then(|| {
+        let mut t = vec![u32::MAX; max_uid + 1];
+        for (i, p) in registry.peers().iter().enumerate() {
+            t[p.uid as usize] = i as u32;
+        }
+        t
+    });
+    let index = |v: i64| -> Result<usize> {
+        let found = match &dense {
+            Some(t) => usize::try_from(v)
+                .ok()
+                .and_then(|u| t.get(u).copied())
+                .filter(|i| *i != u32::MAX),
+            None => registry.index(uid(v)?),
+        };
+        found
+            .map(|i| i as usize)
+            .ok_or_else(|| Error::Corrupt(format!("epoch {e} names unregistered uid {v}")))
+    };
+    let mut p = Previous {
+        stake: vec![0; n],
+        weights_epoch: vec![None; n],
+        segments: Segments {
+            start: vec![e; n],
+            stake: vec![0; n],
+            ..Default::default()
+        },
+        k: row.k_next,
+        prev_digest: row.digest,
+        ..Default::default()
+    };
     for b in Ledger::query(
         &ctx,
-        &format!("SELECT uid, stake, weights_epoch FROM state WHERE epoch = {e}"),
+        &format!(
+            "SELECT uid, stake, weights_epoch, bonds_epoch, bond_stake FROM state WHERE epoch = {e}"
+        ),
     )
     .await?
     {
         let we = col_i64(&b, 2);
-        for i in 0..b.num_rows() {
-            let u = uid(col_i64(&b, 0).value(i))?;
-            p.stake.insert(u, col_i64(&b, 1).value(i) as u64);
-            if we.is_valid(i) {
-                p.weights_epoch.insert(u, we.value(i) as u64);
-            }
+        for r in 0..b.num_rows() {
+            let i = index(col_i64(&b, 0).value(r))?;
+            p.stake[i] = col_i64(&b, 1).value(r) as u64;
+            p.weights_epoch[i] = we.is_valid(r).then(|| we.value(r) as u64);
+            p.segments.start[i] = col_i64(&b, 3).value(r) as u64;
+            p.segments.stake[i] = col_i64(&b, 4).value(r) as u64;
         }
     }
-    p.weights = triples(
+
+    // Rows in force: each peer's row from the partition of its weights_epoch.
+    let w = entries(
         &ctx,
-        &format!("SELECT src, dst, weight FROM weights WHERE epoch = {e}"),
+        "SELECT src, dst, weight, epoch FROM weights",
+        &p.weights_epoch,
+        &index,
     )
     .await?;
-    p.bonds = triples(
+    let w = w.sorted(n);
+    p.rows = Edges {
+        src: w.owner,
+        dst: w.peer,
+        weight: w.a,
+    };
+
+    // Bond segments: each holder's entries from the partition of its bonds_epoch.
+    let starts: Vec<Option<u64>> = p.segments.start.iter().map(|s| Some(*s)).collect();
+    let b = entries(
         &ctx,
-        &format!("SELECT holder, peer, bond FROM bonds WHERE epoch = {e}"),
+        "SELECT holder, peer, bond, weight, epoch FROM bonds",
+        &starts,
+        &index,
     )
-    .await?;
+    .await?
+    .sorted(n);
+    p.segments.holder = b.owner;
+    p.segments.peer = b.peer;
+    p.segments.bond = b.a;
+    p.segments.weight = b.b;
+    p.registry = registry;
     Ok(p)
 }
 
-async fn triples(
-    ctx: &datafusion::prelude::SessionContext,
-    sql: &str,
-) -> Result<(Vec<u32>, Vec<u32>, Vec<f64>)> {
-    let batches = Ledger::query(ctx, sql).await?;
-    let n: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let (mut a, mut b, mut c) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for batch in &batches {
-        for v in col_i64(batch, 0).values() {
-            a.push(uid(*v)?);
+/// Entries of a table in index space, one or two float columns.
+#[derive(Debug, Default)]
+struct Entries {
+    owner: Vec<u32>,
+    peer: Vec<u32>,
+    a: Vec<f64>,
+    b: Vec<f64>,
+}
+
+impl Entries {
+    /// Sorted by `(owner, peer)`. Each owner's entries come from one file,
+    /// written sorted, so a stable counting sort by owner (n buckets) does
+    /// nearly all the work; an owner whose entries arrived out of order (a
+    /// file read in parallel ranges) is sorted on its own.
+    fn sorted(self, n: usize) -> Entries {
+        let m = self.owner.len();
+        let key = |x: usize| ((self.owner[x] as u64) << 32) | self.peer[x] as u64;
+        if (1..m).all(|x| key(x - 1) <= key(x)) {
+            return self;
         }
-        for v in col_i64(batch, 1).values() {
-            b.push(uid(*v)?);
+        let mut start = vec![0usize; n + 1];
+        for o in &self.owner {
+            start[*o as usize + 1] += 1;
         }
-        c.extend_from_slice(batch.column(2).as_primitive::<Float64Type>().values());
+        for i in 0..n {
+            start[i + 1] += start[i];
+        }
+        let mut next = start.clone();
+        let mut perm = vec![0u32; m];
+        for (x, o) in self.owner.iter().enumerate() {
+            perm[next[*o as usize]] = x as u32;
+            next[*o as usize] += 1;
+        }
+        for i in 0..n {
+            let run = &mut perm[start[i]..start[i + 1]];
+            if !run
+                .windows(2)
+                .all(|w| self.peer[w[0] as usize] <= self.peer[w[1] as usize])
+            {
+                run.sort_unstable_by_key(|x| self.peer[*x as usize]);
+            }
+        }
+        let u32s = |v: &[u32]| perm.iter().map(|x| v[*x as usize]).collect();
+        let f64s = |v: &[f64]| perm.iter().map(|x| v[*x as usize]).collect();
+        Entries {
+            owner: u32s(&self.owner),
+            peer: u32s(&self.peer),
+            a: f64s(&self.a),
+            b: if self.b.is_empty() {
+                vec![]
+            } else {
+                f64s(&self.b)
+            },
+        }
     }
-    Ok((a, b, c))
+}
+
+/// The rows of `select` (owner, peer, one or two floats, epoch) written at the
+/// epoch `at[owner]` names, in index space.
+async fn entries(
+    ctx: &datafusion::prelude::SessionContext,
+    select: &str,
+    at: &[Option<u64>],
+    index: &dyn Fn(i64) -> Result<usize>,
+) -> Result<Entries> {
+    let epochs: BTreeSet<u64> = at.iter().flatten().copied().collect();
+    let mut out = Entries::default();
+    if epochs.is_empty() {
+        return Ok(out);
+    }
+    let list: Vec<String> = epochs.iter().map(|e| e.to_string()).collect();
+    let sql = format!("{select} WHERE epoch IN ({})", list.join(", "));
+    for b in Ledger::query(ctx, &sql).await? {
+        let owner = col_i64(&b, 0);
+        let peer = col_i64(&b, 1);
+        // owner, peer, one or two floats, epoch
+        let floats = b.num_columns() - 3;
+        let x = b.column(2).as_primitive::<Float64Type>();
+        let y = (floats == 2).then(|| b.column(3).as_primitive::<Float64Type>());
+        let epoch = col_i64(&b, 2 + floats);
+        for r in 0..b.num_rows() {
+            let o = index(owner.value(r))?;
+            if at[o] != Some(epoch.value(r) as u64) {
+                continue;
+            }
+            out.owner.push(o as u32);
+            out.peer.push(index(peer.value(r))? as u32);
+            out.a.push(x.value(r));
+            if let Some(y) = y {
+                out.b.push(y.value(r));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Entries;
+
+    /// Owners' runs in any order, one run out of order inside: sorted as a
+    /// full sort would.
+    #[test]
+    fn entries_sort_by_owner_then_peer() {
+        let e = Entries {
+            owner: vec![2, 2, 0, 0, 0, 1, 2],
+            peer: vec![1, 5, 3, 1, 2, 0, 7],
+            a: vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            b: vec![],
+        };
+        let s = e.sorted(3);
+        assert_eq!(s.owner, vec![0, 0, 0, 1, 2, 2, 2]);
+        assert_eq!(s.peer, vec![1, 2, 3, 0, 1, 5, 7]);
+        assert_eq!(s.a, vec![3.0, 4.0, 2.0, 5.0, 0.0, 1.0, 6.0]);
+        assert!(s.b.is_empty());
+    }
 }

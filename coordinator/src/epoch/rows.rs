@@ -2,8 +2,6 @@
 //! one; otherwise the previous row stays (until `weights_ttl` runs out); a
 //! peer with no row has an all-zero row.
 
-use std::collections::HashMap;
-
 use crate::ingest::AcceptedRow;
 use crate::math::Edges;
 use crate::registry::Registry;
@@ -20,33 +18,18 @@ pub struct InForce {
     pub rows: usize,
 }
 
-pub use crate::math::sort_triples;
-
-/// Merges carried rows (uid space, from the ledger) with this epoch's accepted rows.
+/// Merges the rows in force at e−1 (`carried`, by index) with this epoch's
+/// accepted rows. Peers that joined this epoch have indices past `carried`'s.
 pub fn in_force(
     registry: &Registry,
     epoch: u64,
     ttl: u64,
-    carried: (Vec<u32>, Vec<u32>, Vec<f64>),
-    carried_epoch: &HashMap<u32, u64>,
+    carried: &Edges,
+    carried_epoch: &[Option<u64>],
     accepted: &[AcceptedRow],
 ) -> Result<InForce> {
     let n = registry.len();
-    // Carried rows into index space, sorted.
-    let (s, d, w) = carried;
-    let map = |u: u32| {
-        registry
-            .index(u)
-            .ok_or_else(|| crate::Error::Corrupt(format!("ledger row names unregistered uid {u}")))
-    };
-    let mut si = Vec::with_capacity(s.len());
-    let mut di = Vec::with_capacity(d.len());
-    for (a, b) in s.iter().zip(&d) {
-        si.push(map(*a)?);
-        di.push(map(*b)?);
-    }
-    let (si, di, w) = sort_triples(si, di, w);
-
+    let (si, di, w) = (&carried.src, &carried.dst, &carried.weight);
     let mut new_rows: Vec<Option<&AcceptedRow>> = vec![None; n];
     for r in accepted {
         new_rows[r.src as usize] = Some(r);
@@ -65,7 +48,6 @@ pub fn in_force(
         while c < si.len() && si[c] as usize == i {
             c += 1;
         }
-        let uid = registry.peers()[i].uid;
         if let Some(r) = new_row {
             out.weights_epoch[i] = Some(epoch);
             if !r.dst.is_empty() {
@@ -78,7 +60,7 @@ pub fn in_force(
             out.edges.weight.extend_from_slice(&r.weight);
             continue;
         }
-        let Some(we) = carried_epoch.get(&uid).copied() else {
+        let Some(we) = carried_epoch.get(i).copied().flatten() else {
             continue;
         };
         if ttl > 0 && epoch.saturating_sub(we) >= ttl {

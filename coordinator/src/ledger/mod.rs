@@ -12,6 +12,8 @@
 //!    when all its tables are.
 
 pub mod commit;
+pub mod epochs;
+pub mod files;
 pub mod tables;
 
 use datafusion::prelude::SessionContext;
@@ -57,6 +59,13 @@ impl Ledger {
         Ok(DeltaTableBuilder::from_url(url.clone())
             .map_err(ledger_err(table))?
             .with_storage_backend(self.store.object_store(), url))
+    }
+
+    /// A table's path from the store's root (as the object store names it).
+    fn table_root(&self, table: &str) -> Result<object_store::path::Path> {
+        let url = self.store.url_of(layout::ledger_table(table).as_str());
+        object_store::path::Path::from_url_path(url.path())
+            .map_err(|e| Error::Corrupt(format!("ledger/{table}: bad path {url}: {e}")))
     }
 
     /// Loads a table at its latest version.
@@ -113,26 +122,49 @@ impl Ledger {
     }
 
     /// A DataFusion session where every ledger table is registered by name and
-    /// shows committed epochs only (`epoch <= upto`).
+    /// shows committed epochs only (`epoch <= upto`), read as plain Parquet
+    /// file lists ([`files::LedgerFiles`]) resolved here from each table's
+    /// Delta snapshot, with every FaceBlock function registered
+    /// ([`crate::math::udf::register`]) and the views
+    /// [`tables::VIEWS`] over them (rows and bonds in force at every epoch).
     pub async fn session(&self, upto: Option<u64>, partitions: usize) -> Result<SessionContext> {
         let cfg = datafusion::prelude::SessionConfig::new()
             .with_target_partitions(partitions.max(1))
             .with_information_schema(true);
         let ctx = SessionContext::new_with_config(cfg);
+        crate::math::udf::register(&ctx);
         let limit = upto.map(|e| e as i64).unwrap_or(-1);
+        let mut registered = false;
         for name in tables::TABLES {
             let t = self.table(name).await?;
-            t.update_datafusion_session(&ctx.state())
-                .map_err(ledger_err(name))?;
-            let provider = t.table_provider().await?;
+            let files = files::LedgerFiles::new(&self.store, name, &t, &self.table_root(name)?)?;
+            if !registered {
+                let url: &url::Url = files.store_url().as_ref();
+                ctx.runtime_env()
+                    .register_object_store(url, self.store.object_store());
+                registered = true;
+            }
             let raw = format!("__ledger_{name}");
-            ctx.register_table(raw.as_str(), provider)?;
+            ctx.register_table(raw.as_str(), std::sync::Arc::new(files))?;
+            let columns: Vec<String> = tables::schema(name)
+                .expect("known table")
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
             ctx.sql(&format!(
-                "CREATE VIEW {name} AS SELECT * FROM {raw} WHERE epoch <= {limit}"
+                "CREATE VIEW {name} AS SELECT {} FROM {raw} WHERE epoch <= {limit}",
+                columns.join(", ")
             ))
             .await?
             .collect()
             .await?;
+        }
+        for (name, sql) in tables::VIEWS {
+            ctx.sql(&format!("CREATE VIEW {name} AS {sql}"))
+                .await?
+                .collect()
+                .await?;
         }
         Ok(ctx)
     }

@@ -1,6 +1,16 @@
 //! Arrow schemas of the ledger tables (SPEC 6). Delta Lake has no unsigned
 //! types, so uids, epochs and stake are Int64 (stake stays below 2^63; `init`
 //! and the epoch refuse totals that would not fit).
+//!
+//! The ledger grows with what changed:
+//! - `weights` holds a row once, at the epoch it was accepted;
+//!   `state.weights_epoch` names the row in force at every epoch (view
+//!   [`WEIGHTS_IN_FORCE`]);
+//! - `bonds` holds bond segments (`math::bonds`): at the epoch a holder's
+//!   segment starts (`state.bonds_epoch`), its `bond`s after that epoch and
+//!   the `weight`s of its row; `state.bond_stake` is the holder's stake summed
+//!   over the segment's later epochs, so the bond at epoch e is
+//!   `bond + weight · bond_stake` (view [`BONDS_IN_FORCE`]).
 
 use std::sync::Arc;
 
@@ -44,6 +54,8 @@ pub fn schema(table: &str) -> Option<SchemaRef> {
             f("fisher_rank", Float64, false),
             f("fisher_divergence", Float64, true),
             f("weights_epoch", Int64, true),
+            f("bonds_epoch", Int64, false),
+            f("bond_stake", Int64, false),
         ],
         "weights" => vec![
             e(),
@@ -56,6 +68,7 @@ pub fn schema(table: &str) -> Option<SchemaRef> {
             f("holder", Int64, false),
             f("peer", Int64, false),
             f("bond", Float64, false),
+            f("weight", Float64, false),
         ],
         "fisher" => vec![
             e(),
@@ -118,3 +131,18 @@ pub fn schema(table: &str) -> Option<SchemaRef> {
     };
     Some(Arc::new(Schema::new(fields)))
 }
+
+/// View: the rows in force at every epoch, `(epoch, src, dst, weight,
+/// weights_epoch)`.
+pub const WEIGHTS_IN_FORCE: &str =
+    include_str!("../../../pipelines/sql/views/weights_in_force.sql");
+
+/// View: the bonds after every epoch, `(epoch, holder, peer, bond)`, nonzero
+/// only: what the epoch's dividends used.
+pub const BONDS_IN_FORCE: &str = include_str!("../../../pipelines/sql/views/bonds_in_force.sql");
+
+/// The views over the tables, by name.
+pub const VIEWS: [(&str, &str); 2] = [
+    ("weights_in_force", WEIGHTS_IN_FORCE),
+    ("bonds_in_force", BONDS_IN_FORCE),
+];

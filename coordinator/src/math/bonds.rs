@@ -1,63 +1,210 @@
 //! Bonds accumulate: B'_ij = B_ij + S_i·w_ij (i bonds to those it ranks), and
 //! β_ij = B'_ij / Σ_k B'_kj is i's share of all bonds in j.
 //!
+//! Bonds are kept in closed form, so the ledger grows with what changed. Per
+//! holder i, a *segment* starts at epoch e0 whenever i's row in force changes
+//! (a new row, or its expiry), when i is due a checkpoint, or when its stake
+//! sum would leave the Int64 range. It records the bonds after e0 and the row
+//! in force; while it lasts,
+//!
+//! ```text
+//! B_ij(e0) = B_ij(e0 − 1) + w_ij · S_i(e0)                (the recurrence, once)
+//! B_ij(e)  = B_ij(e0) + w_ij · Σ_{t = e0+1..e} S_i(t)     (e > e0)
+//! ```
+//!
+//! which is SPEC 5.2's recurrence B' = B + S·w summed in real arithmetic. In
+//! floating point both lines are evaluated one way only, by [`closed_form`]:
+//! the stake sum exactly as an integer, one conversion to f64 (round to
+//! nearest), one multiply, one add. The loops here, the plan `bonds.sql` and
+//! the ledger view `bonds_in_force` all use that order, so they give the same
+//! bits.
+//!
 //! Column sums Σ_k B'_kj are taken at a scale per column j, fixed by that
 //! column's largest bond ([`fixed::shift_for_max`]), and β uses the same
 //! truncated terms in its numerator as in its denominator: Σ_k β_kj is 1 to
 //! the rounding of one division, whether bonds are 10^12 base units or 10^-3.
-//!
-//! Both inputs are sorted by `(holder, peer)` = `(src, dst)`, so the update is
-//! one merge of two sorted lists.
 
 use super::fixed;
 use super::{Bonds, Edges};
 
-/// B' = B + diag(S)·W, merged in sorted order; zero bonds are dropped.
-pub fn accumulate(prev: &Bonds, stake: &[u64], edges: &Edges) -> Bonds {
-    let mut out = Bonds {
-        holder: Vec::with_capacity(prev.len().max(edges.len())),
-        peer: Vec::with_capacity(prev.len().max(edges.len())),
-        bond: Vec::with_capacity(prev.len().max(edges.len())),
-    };
-    let (mut a, mut b) = (0usize, 0usize);
-    let push = |out: &mut Bonds, h: u32, p: u32, v: f64| {
-        if v > 0.0 {
-            out.holder.push(h);
-            out.peer.push(p);
-            out.bond.push(v);
-        }
-    };
-    while a < prev.len() || b < edges.len() {
-        let ka = (a < prev.len()).then(|| (prev.holder[a], prev.peer[a]));
-        let kb = (b < edges.len()).then(|| (edges.src[b], edges.dst[b]));
-        match (ka, kb) {
-            (Some(x), Some(y)) if x == y => {
-                let add = stake[y.0 as usize] as f64 * edges.weight[b];
-                push(&mut out, x.0, x.1, prev.bond[a] + add);
-                a += 1;
-                b += 1;
-            }
-            (Some(x), Some(y)) if x < y => {
-                push(&mut out, x.0, x.1, prev.bond[a]);
-                a += 1;
-            }
-            (Some(x), None) => {
-                push(&mut out, x.0, x.1, prev.bond[a]);
-                a += 1;
-            }
-            (_, Some(y)) => {
-                push(
-                    &mut out,
-                    y.0,
-                    y.1,
-                    stake[y.0 as usize] as f64 * edges.weight[b],
-                );
-                b += 1;
-            }
-            (None, None) => unreachable!("loop condition"),
+/// Every holder starts a new segment at least once per this many epochs (at
+/// the epochs where `epoch % CHECKPOINT_EPOCHS == uid % CHECKPOINT_EPOCHS`),
+/// so a reader of bonds at epoch e needs only `bonds` partitions in
+/// `(e − 64, e]`, and each epoch rewrites about 1/64 of the bonds, spread
+/// evenly rather than all at once.
+pub const CHECKPOINT_EPOCHS: u64 = 64;
+
+/// Whether the holder with this uid is due a checkpoint at `epoch`.
+pub fn checkpoint_due(epoch: u64, uid: u32) -> bool {
+    epoch % CHECKPOINT_EPOCHS == uid as u64 % CHECKPOINT_EPOCHS
+}
+
+/// The closed form, the only way a bond is evaluated:
+/// `bond + weight · (stake as f64)`, with `stake` an exact integer sum of the
+/// holder's stake.
+#[inline]
+pub fn closed_form(bond: f64, weight: f64, stake: u64) -> f64 {
+    bond + weight * stake as f64
+}
+
+/// Bonds of every holder as segments, in index space: the entries sorted by
+/// `(holder, peer)`, and per holder the segment's start and stake sum.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Segments {
+    /// Holder i.
+    pub holder: Vec<u32>,
+    /// Peer j.
+    pub peer: Vec<u32>,
+    /// B_ij(e0): the bond after the segment's first epoch.
+    pub bond: Vec<f64>,
+    /// w_ij of the row in force through the segment (0 if none).
+    pub weight: Vec<f64>,
+    /// Per holder: the epoch its segment started.
+    pub start: Vec<u64>,
+    /// Per holder: Σ S_i over the segment's epochs after its first (0 in
+    /// the first; at most 2^63 − 1).
+    pub stake: Vec<u64>,
+}
+
+impl Segments {
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.holder.len()
+    }
+
+    /// True when no holder has an entry.
+    pub fn is_empty(&self) -> bool {
+        self.holder.is_empty()
+    }
+
+    /// Segments that hold `bonds` as they are and no row, as if each holder's
+    /// segment had just begun (for tests and for starting from bonds computed
+    /// elsewhere).
+    pub fn from_bonds(bonds: &Bonds, n: usize) -> Segments {
+        Segments {
+            holder: bonds.holder.clone(),
+            peer: bonds.peer.clone(),
+            bond: bonds.bond.clone(),
+            weight: vec![0.0; bonds.len()],
+            start: vec![0; n],
+            stake: vec![0; n],
         }
     }
-    out
+
+    /// B' in closed form; zero bonds are dropped.
+    pub fn bonds(&self) -> Bonds {
+        let mut out = Bonds::default();
+        for e in 0..self.len() {
+            let h = self.holder[e];
+            let v = closed_form(self.bond[e], self.weight[e], self.stake[h as usize]);
+            if v > 0.0 {
+                out.holder.push(h);
+                out.peer.push(self.peer[e]);
+                out.bond.push(v);
+            }
+        }
+        out
+    }
+
+    /// This epoch's segments from the previous epoch's: a holder goes on
+    /// while its row in `edges` is the one its segment holds, bit for bit,
+    /// it is not `due` a checkpoint and its stake sum stays within Int64;
+    /// otherwise (or when it is new) it starts a segment at `epoch` from its
+    /// bonds after the previous epoch and the row in force. `edges` are the
+    /// rows in force, `stake` the stake before this epoch, both by index.
+    pub fn advance(&self, epoch: u64, stake: &[u64], edges: &Edges, due: &[bool]) -> Segments {
+        let n = stake.len();
+        let mut out = Segments {
+            start: Vec::with_capacity(n),
+            stake: Vec::with_capacity(n),
+            ..Default::default()
+        };
+        let cap = self.len().max(edges.len());
+        out.holder.reserve(cap);
+        out.peer.reserve(cap);
+        out.bond.reserve(cap);
+        out.weight.reserve(cap);
+        let (mut a, mut b) = (0usize, 0usize);
+        for (i, &s) in stake.iter().enumerate() {
+            let h = i as u32;
+            let a0 = a;
+            while a < self.len() && self.holder[a] == h {
+                a += 1;
+            }
+            let b0 = b;
+            while b < edges.len() && edges.src[b] == h {
+                b += 1;
+            }
+            let known = i < self.start.len();
+            let sum = known
+                .then(|| self.stake[i].checked_add(s))
+                .flatten()
+                .filter(|s| *s <= i64::MAX as u64);
+            let goes_on = sum.is_some()
+                && !due.get(i).copied().unwrap_or(false)
+                && self.holds_row(a0..a, edges, b0..b);
+            if let (true, Some(sum)) = (goes_on, sum) {
+                out.holder.extend_from_slice(&self.holder[a0..a]);
+                out.peer.extend_from_slice(&self.peer[a0..a]);
+                out.bond.extend_from_slice(&self.bond[a0..a]);
+                out.weight.extend_from_slice(&self.weight[a0..a]);
+                out.start.push(self.start[i]);
+                out.stake.push(sum);
+                continue;
+            }
+            // A new segment: merge the bonds held so far with the row in force,
+            // and take this epoch's step of the recurrence.
+            let held = if known { self.stake[i] } else { 0 };
+            let (mut x, mut y) = (a0, b0);
+            while x < a || y < b {
+                let px = (x < a).then(|| self.peer[x]);
+                let py = (y < b).then(|| edges.dst[y]);
+                let before = |x: usize| closed_form(self.bond[x], self.weight[x], held);
+                let (peer, prev, weight) = match (px, py) {
+                    (Some(p), Some(q)) if p == q => {
+                        x += 1;
+                        y += 1;
+                        (p, before(x - 1), edges.weight[y - 1])
+                    }
+                    (Some(p), q) if q.is_none_or(|q| p < q) => {
+                        x += 1;
+                        (p, before(x - 1), 0.0)
+                    }
+                    (_, Some(q)) => {
+                        y += 1;
+                        (q, 0.0, edges.weight[y - 1])
+                    }
+                    (_, None) => unreachable!("loop condition"),
+                };
+                let bond = closed_form(prev, weight, s);
+                if bond > 0.0 || weight != 0.0 {
+                    out.holder.push(h);
+                    out.peer.push(peer);
+                    out.bond.push(bond);
+                    out.weight.push(weight);
+                }
+            }
+            out.start.push(epoch);
+            out.stake.push(0);
+        }
+        out
+    }
+
+    /// Whether entries `seg` hold exactly the row `edges[row]` as weights.
+    fn holds_row(
+        &self,
+        seg: std::ops::Range<usize>,
+        edges: &Edges,
+        row: std::ops::Range<usize>,
+    ) -> bool {
+        let mine = seg
+            .filter(|e| self.weight[*e] != 0.0)
+            .map(|e| (self.peer[e], self.weight[e].to_bits()));
+        let theirs = row
+            .filter(|e| edges.weight[*e] != 0.0)
+            .map(|e| (edges.dst[e], edges.weight[e].to_bits()));
+        mine.eq(theirs)
+    }
 }
 
 /// Per peer j, the scale of its column: [`fixed::shift_for_max`] of its largest bond.

@@ -5,12 +5,13 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::fixed::{self, UNIT_FRAC};
-use super::{bonds, consensus, emission, peg, rank, Bonds, Input, Output};
+use super::{consensus, emission, peg, rank, Bonds, Input, Output};
 
 const STAKE_FRAC: i32 = 16;
 
-/// The previous `compute`.
-pub fn compute(input: &Input<'_>) -> Output {
+/// The previous `compute`, from the previous epoch's bonds `prev` (it ignores
+/// `input.segments`).
+pub fn compute(input: &Input<'_>, prev: &Bonds) -> Output {
     let n = input.stake.len();
     let p = input.params;
     let e = input.edges;
@@ -33,7 +34,7 @@ pub fn compute(input: &Input<'_>) -> Output {
     } else {
         rc.iter().map(|v| (v / total).min(1.0)).collect()
     };
-    let b: Bonds = bonds::accumulate(input.bonds, input.stake, e);
+    let b: Bonds = accumulate(prev, input.stake, e);
     let col = fixed::scatter_sum(n, &b.peer, 1, STAKE_FRAC, |x| b.bond[x]);
     let dividends: Vec<f64> = fixed::scatter_sum(n, &b.holder, 1, UNIT_FRAC, |x| {
         let j = b.peer[x] as usize;
@@ -74,4 +75,40 @@ pub fn compute(input: &Input<'_>) -> Output {
         loss,
         k_next: peg::next_k(input.k, loss, p.peg_step, p.k_max),
     }
+}
+
+/// B' = B + diag(S)·W, merged in sorted order, in f64 epoch by epoch; zero
+/// bonds are dropped.
+fn accumulate(prev: &Bonds, stake: &[u64], edges: &super::Edges) -> Bonds {
+    let mut out = Bonds::default();
+    let (mut a, mut b) = (0usize, 0usize);
+    let push = |out: &mut Bonds, h: u32, p: u32, v: f64| {
+        if v > 0.0 {
+            out.holder.push(h);
+            out.peer.push(p);
+            out.bond.push(v);
+        }
+    };
+    while a < prev.len() || b < edges.len() {
+        let ka = (a < prev.len()).then(|| (prev.holder[a], prev.peer[a]));
+        let kb = (b < edges.len()).then(|| (edges.src[b], edges.dst[b]));
+        let add = |b: usize| stake[edges.src[b] as usize] as f64 * edges.weight[b];
+        match (ka, kb) {
+            (Some(x), Some(y)) if x == y => {
+                push(&mut out, x.0, x.1, prev.bond[a] + add(b));
+                a += 1;
+                b += 1;
+            }
+            (Some(x), y) if y.is_none_or(|y| x < y) => {
+                push(&mut out, x.0, x.1, prev.bond[a]);
+                a += 1;
+            }
+            (_, Some(y)) => {
+                push(&mut out, y.0, y.1, add(b));
+                b += 1;
+            }
+            (_, None) => unreachable!("loop condition"),
+        }
+    }
+    out
 }

@@ -22,6 +22,7 @@ pub mod rank;
 pub mod trust;
 pub mod udf;
 
+pub use bonds::Segments;
 use faceblock_schemas::Params;
 
 /// Rows in force in index space (index = position of the uid in the sorted
@@ -82,8 +83,9 @@ pub struct Input<'a> {
     pub stake: &'a [u64],
     /// Rows in force.
     pub edges: &'a Edges,
-    /// Bonds after the previous epoch.
-    pub bonds: &'a Bonds,
+    /// This epoch's bond segments ([`Segments::advance`] from the previous
+    /// epoch's): B' is their closed form.
+    pub segments: &'a Segments,
 }
 
 /// Everything one epoch's arithmetic produces, by index.
@@ -142,7 +144,7 @@ pub fn compute(input: &Input<'_>, threads: usize) -> Output {
     let trust = trust::trust(n, input.stake, input.edges, threads);
     let consensus = consensus::consensus(&trust, p.rho, p.kappa);
     let incentive = incentive::incentive(&rank, &consensus);
-    let bonds = bonds::accumulate(input.bonds, input.stake, input.edges);
+    let bonds = input.segments.bonds();
     let dividends = dividends::dividends(n, &bonds, &incentive, threads);
     let loss = peg::loss(&rank, &consensus);
     Output::settle(

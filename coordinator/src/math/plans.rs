@@ -109,7 +109,8 @@ fn triple_schema(a: &str, b: &str, c: &str) -> Arc<Schema> {
     ]))
 }
 
-/// Registers the epoch's inputs: `edges`, `peers`, `bonds`.
+/// Registers the epoch's inputs: `edges`, `peers` (stake and bond stake sum
+/// by index), `segments` (the bond segments' entries).
 pub fn register_inputs(ctx: &SessionContext, input: &Input<'_>, partitions: usize) -> Result<()> {
     let e = input.edges;
     register(
@@ -122,10 +123,14 @@ pub fn register_inputs(ctx: &SessionContext, input: &Input<'_>, partitions: usiz
         )?,
     )?;
     let n = input.stake.len();
+    let seg = input.segments;
     let peers = Arc::new(Schema::new(vec![
         Field::new("peer", DataType::UInt32, false),
         Field::new("stake", DataType::UInt64, false),
+        Field::new("bond_stake", DataType::UInt64, false),
     ]));
+    let mut bond_stake = seg.stake.clone();
+    bond_stake.resize(n, 0);
     register(
         ctx,
         "peers",
@@ -134,17 +139,28 @@ pub fn register_inputs(ctx: &SessionContext, input: &Input<'_>, partitions: usiz
             vec![
                 Arc::new(UInt32Array::from_iter_values(0..n as u32)),
                 Arc::new(UInt64Array::from(input.stake.to_vec())),
+                Arc::new(UInt64Array::from(bond_stake)),
             ],
             partitions,
         )?,
     )?;
-    let b = input.bonds;
+    let segments = Arc::new(Schema::new(vec![
+        Field::new("holder", DataType::UInt32, false),
+        Field::new("peer", DataType::UInt32, false),
+        Field::new("bond", DataType::Float64, false),
+        Field::new("weight", DataType::Float64, false),
+    ]));
     register(
         ctx,
-        "bonds",
+        "segments",
         table(
-            triple_schema("holder", "peer", "bond"),
-            vec![u32s(&b.holder), u32s(&b.peer), f64s(&b.bond)],
+            segments,
+            vec![
+                u32s(&seg.holder),
+                u32s(&seg.peer),
+                f64s(&seg.bond),
+                f64s(&seg.weight),
+            ],
             partitions,
         )?,
     )

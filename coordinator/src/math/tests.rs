@@ -1,6 +1,7 @@
 //! Small networks worked out by hand, then properties over random networks.
 #![allow(clippy::needless_range_loop, clippy::type_complexity)]
 
+use super::bonds::closed_form;
 use super::*;
 use faceblock_schemas::Params;
 use proptest::prelude::*;
@@ -19,6 +20,12 @@ fn edges(rows: &[(u32, u32, f64)]) -> Edges {
     }
 }
 
+/// Segments where every holder starts afresh this epoch from bonds `prev`.
+fn fresh(prev: &Bonds, stake: &[u64], e: &Edges) -> Segments {
+    let n = stake.len();
+    Segments::from_bonds(prev, n).advance(1, stake, e, &vec![true; n])
+}
+
 fn run(stake: &[u64], e: &Edges, b: &Bonds, k: u32) -> Output {
     let p = Params::default();
     compute(
@@ -27,7 +34,7 @@ fn run(stake: &[u64], e: &Edges, b: &Bonds, k: u32) -> Output {
             k,
             stake,
             edges: e,
-            bonds: b,
+            segments: &fresh(b, stake, e),
         },
         1,
     )
@@ -257,9 +264,9 @@ proptest! {
     fn invariants_hold((stake, rows, prev) in network()) {
         let n = stake.len();
         let e = normalise(n, &rows);
-        let b = bonds_of(&prev);
+        let b = fresh(&bonds_of(&prev), &stake, &e);
         let p = Params::default();
-        let input = Input { params: &p, k: 1, stake: &stake, edges: &e, bonds: &b };
+        let input = Input { params: &p, k: 1, stake: &stake, edges: &e, segments: &b };
         let o = compute(&input, 1);
         let total: u64 = o.emission.iter().sum();
         prop_assert!(total == p.emission_per_epoch || total == 0, "emitted {}", total);
@@ -327,9 +334,86 @@ fn dust_ranks_still_mint() {
     assert!(o.loss > 0.0, "a rank from a minority: L > 0");
 }
 
-/// Where every stake is at least 10^5, the per-sum scales agree with the
-/// previous arithmetic (absolute 2^-62 and 2^-16 scales) within 1e-12, epoch
-/// after epoch, with stake and bonds carried over.
+/// Rows in force of a random network over epochs: each epoch about a third
+/// of peers submit a new row, one in twenty loses its row (as `weights_ttl`
+/// would), the rest keep theirs.
+struct Rows {
+    n: usize,
+    rows: std::collections::BTreeMap<u32, Vec<(u32, f64)>>,
+}
+
+impl Rows {
+    fn step(&mut self, rng: &mut rand::rngs::StdRng, epoch: u64, wide: usize) -> Edges {
+        use rand::Rng;
+        let n = self.n as u32;
+        for i in 0..n {
+            if epoch == 0 || rng.gen_bool(0.33) {
+                let row = (0..rng.gen_range(1..wide) as u32)
+                    .map(|x| ((i + 1 + x * 3) % n, rng.gen_range(0.01..5.0)))
+                    .filter(|(d, _)| *d != i)
+                    .collect();
+                self.rows.insert(i, row);
+            } else if rng.gen_bool(0.05) {
+                self.rows.remove(&i);
+            }
+        }
+        let raw: Vec<(u32, u32, f64)> = self
+            .rows
+            .iter()
+            .flat_map(|(s, r)| r.iter().map(move |(d, w)| (*s, *d, *w)))
+            .collect();
+        normalise(self.n, &raw)
+    }
+}
+
+/// A segment goes on while its row is unchanged and starts afresh when the
+/// row changes, expires or a checkpoint is due; the closed form is the
+/// recurrence B' = B + S·w.
+#[test]
+fn segments_start_on_change_expiry_and_checkpoint() {
+    let e1 = edges(&[(0, 1, 1.0), (1, 0, 0.5), (1, 2, 0.5)]);
+    let stake = [100u64, 10, 7];
+    let s0 = Segments::default().advance(0, &stake, &e1, &[]);
+    assert_eq!(s0.start, vec![0, 0, 0]);
+    assert_eq!(s0.stake, vec![0, 0, 0]);
+    assert_eq!(s0.bond, vec![100.0, 5.0, 5.0], "the bonds after epoch 0");
+    assert_eq!(s0.bonds().bond, vec![100.0, 5.0, 5.0]);
+    // Same rows: every segment goes on, stake sums grow.
+    let s1 = s0.advance(1, &stake, &e1, &[]);
+    assert_eq!(s1.start, vec![0, 0, 0]);
+    assert_eq!(s1.stake, vec![100, 10, 7]);
+    assert_eq!(s1.bonds().bond, vec![200.0, 10.0, 10.0]);
+    // Peer 0's row changes, peer 1 is due a checkpoint, peer 2 goes on.
+    let e2 = edges(&[(0, 2, 1.0), (1, 0, 0.5), (1, 2, 0.5)]);
+    let s2 = s1.advance(2, &stake, &e2, &[false, true, false]);
+    assert_eq!(s2.start, vec![2, 2, 0]);
+    assert_eq!(s2.stake, vec![0, 0, 14]);
+    assert_eq!(s2.holder, vec![0, 0, 1, 1]);
+    assert_eq!(s2.bond, vec![200.0, 100.0, 15.0, 15.0]);
+    assert_eq!(s2.weight, vec![0.0, 1.0, 0.5, 0.5]);
+    assert_eq!(s2.bonds().bond, vec![200.0, 100.0, 15.0, 15.0]);
+    // Peer 1's row expires: its bonds stay, nothing is added; a new peer 3.
+    let e3 = edges(&[(0, 2, 1.0)]);
+    let s3 = s2.advance(3, &[100, 10, 7, 5], &e3, &[]);
+    assert_eq!(s3.start, vec![2, 3, 0, 3]);
+    assert_eq!(s3.bonds().bond, vec![200.0, 200.0, 15.0, 15.0]);
+    // A stake sum past 2^63 − 1 starts a segment instead: 100 + 2·(2^62 − 1) does.
+    let big = [u64::MAX / 4, 0, 0, 0];
+    let s4 = s3.advance(4, &big, &e3, &[]);
+    assert_eq!(s4.start[0], 2);
+    let s5 = s4.advance(5, &big, &e3, &[]);
+    assert_eq!((s5.start[0], s5.stake[0]), (5, 0));
+    let before = closed_form(s4.bond[1], s4.weight[1], s4.stake[0]);
+    assert_eq!(s5.bond[1], closed_form(before, 1.0, u64::MAX / 4));
+    let s6 = s5.advance(6, &big, &e3, &[]);
+    assert_eq!((s6.start[0], s6.stake[0]), (5, u64::MAX / 4));
+}
+
+/// Where every stake is at least 10^5, the per-sum scales and bonds in
+/// closed form agree with the previous arithmetic (absolute 2^-62 and 2^-16
+/// scales, bonds summed epoch by epoch) within 1e-12, epoch after epoch, with
+/// stake, rows and bonds carried over, rows changing and expiring, and
+/// checkpoints crossed.
 #[test]
 fn agrees_with_previous_arithmetic_over_many_epochs() {
     use rand::{Rng, SeedableRng};
@@ -340,34 +424,34 @@ fn agrees_with_previous_arithmetic_over_many_epochs() {
         let mut stake: Vec<u64> = (0..n)
             .map(|_| rng.gen_range(100_000..1_000_000_000_000))
             .collect();
-        let (mut old_stake, mut bonds, mut old_bonds) =
-            (stake.clone(), Bonds::default(), Bonds::default());
+        let mut rows = Rows {
+            n,
+            rows: Default::default(),
+        };
+        let (mut old_stake, mut segments, mut old_bonds) =
+            (stake.clone(), Segments::default(), Bonds::default());
         let mut k = 1;
-        for epoch in 0..25 {
-            // About a third of peers submit a new row each epoch.
-            let mut raw: Vec<(u32, u32, f64)> = vec![];
-            for i in 0..n as u32 {
-                if epoch > 0 && !rng.gen_bool(0.33) {
-                    continue;
-                }
-                for x in 0..rng.gen_range(1..n.min(6)) as u32 {
-                    raw.push((i, (i + 1 + x) % n as u32, rng.gen_range(0.01..5.0)));
-                }
-            }
-            let e = normalise(n, &raw);
+        for epoch in 0..25u64 {
+            let e = rows.step(&mut rng, epoch, n.min(6));
+            let due: Vec<bool> = (0..n)
+                .map(|i| (epoch + i as u64).is_multiple_of(8))
+                .collect();
+            segments = segments.advance(epoch, &stake, &e, &due);
             let input = Input {
                 params: &p,
                 k,
                 stake: &stake,
                 edges: &e,
-                bonds: &bonds,
+                segments: &segments,
             };
             let new = compute(&input, 2);
-            let old = legacy::compute(&Input {
-                stake: &old_stake,
-                bonds: &old_bonds,
-                ..input
-            });
+            let old = legacy::compute(
+                &Input {
+                    stake: &old_stake,
+                    ..input
+                },
+                &old_bonds,
+            );
             for (a, b) in [
                 (&new.rank, &old.rank),
                 (&new.trust, &old.trust),
@@ -398,7 +482,6 @@ fn agrees_with_previous_arithmetic_over_many_epochs() {
             }
             stake = new.stake_after;
             old_stake = old.stake_after;
-            bonds = new.bonds;
             old_bonds = old.bonds;
             k = new.k_next;
         }
@@ -408,12 +491,13 @@ fn agrees_with_previous_arithmetic_over_many_epochs() {
 /// The plans against the loops: the same bits, at 1, 2 and 8 partitions.
 fn plans_match_loops(stake: &[u64], e: &Edges, b: &Bonds, k: u32) {
     let p = Params::default();
+    let segments = fresh(b, stake, e);
     let input = Input {
         params: &p,
         k,
         stake,
         edges: e,
-        bonds: b,
+        segments: &segments,
     };
     let want = compute(&input, 1);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -458,9 +542,9 @@ fn plans_give_the_loops_bits_on_the_hand_worked_networks() {
     );
 }
 
-/// Many epochs of a random network, stake and bonds carried: the plans'
-/// state is the loops' state to the bit, so the digests are the same at any
-/// partition count.
+/// Many epochs of a random network, stake, rows and bond segments carried:
+/// the plans' state is the loops' state to the bit, so the digests are the
+/// same at any partition count.
 #[test]
 fn plans_give_the_loops_bits_over_many_epochs() {
     use rand::{Rng, SeedableRng};
@@ -481,25 +565,24 @@ fn plans_give_the_loops_bits_over_many_epochs() {
         })
         .collect();
     stake.iter_mut().for_each(|s| *s >>= 8);
-    let mut bonds = Bonds::default();
+    let mut rows = Rows {
+        n,
+        rows: Default::default(),
+    };
+    let mut segments = Segments::default();
     let mut k = 1;
-    for epoch in 0..8 {
-        let mut raw: Vec<(u32, u32, f64)> = vec![];
-        for i in 0..n as u32 {
-            if epoch > 0 && !rng.gen_bool(0.3) {
-                continue;
-            }
-            for x in 1..6u32 {
-                raw.push((i, (i * 7 + x * 3) % n as u32, rng.gen_range(0.01..5.0)));
-            }
-        }
-        let e = normalise(n, &raw);
+    for epoch in 0..8u64 {
+        let e = rows.step(&mut rng, epoch, 6);
+        let due: Vec<bool> = (0..n)
+            .map(|i| (epoch + i as u64).is_multiple_of(3))
+            .collect();
+        segments = segments.advance(epoch, &stake, &e, &due);
         let input = Input {
             params: &p,
             k,
             stake: &stake,
             edges: &e,
-            bonds: &bonds,
+            segments: &segments,
         };
         let want = compute(&input, 2);
         for parts in [1, 2, 8] {
@@ -507,7 +590,6 @@ fn plans_give_the_loops_bits_over_many_epochs() {
             assert_eq!(got, want, "epoch {epoch}, {parts} partitions");
         }
         stake = want.stake_after;
-        bonds = want.bonds;
         k = want.k_next;
     }
 }

@@ -190,13 +190,11 @@ pub async fn load(
     };
     let (first, last) = (first.epoch, last.epoch);
 
-    // Weight received at epoch e: the rows in force at e are those submitted
-    // at each peer's `weights_epoch`.
+    // Weight received at epoch e, over the rows in force at e.
     let mut received: HashMap<(u64, u64), f64> = HashMap::new();
     for b in q(format!(
-        "SELECT s.epoch, w.dst, SUM(w.weight) AS received \
-         FROM state s JOIN weights w ON w.epoch = s.weights_epoch AND w.src = s.uid \
-         WHERE s.{range} GROUP BY s.epoch, w.dst"
+        "SELECT epoch, dst, SUM(weight) AS received \
+         FROM weights_in_force WHERE {range} GROUP BY epoch, dst"
     ))
     .await?
     {

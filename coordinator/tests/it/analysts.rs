@@ -137,6 +137,22 @@ fn rows_in_force(t: &Table) {
     }
 }
 
+fn bonds(t: &Table) {
+    let last = sql("SELECT MAX(epoch) AS e FROM epochs");
+    let mut per_peer: BTreeMap<i64, f64> = BTreeMap::new();
+    for i in 0..t.rows.len() {
+        assert_eq!(t.i(i, "epoch"), last.i(0, "e"));
+        assert!(t.f(i, "bond") > 0.0);
+        if i > 0 {
+            assert!(t.f(i, "bond") <= t.f(i - 1, "bond"), "largest first");
+        }
+        *per_peer.entry(t.i(i, "peer")).or_default() += t.f(i, "share_of_peer");
+    }
+    for (peer, sum) in per_peer {
+        assert!((sum - 1.0).abs() < EPS, "shares in {peer} sum to {sum}");
+    }
+}
+
 fn consensus_trust(t: &Table) {
     assert!(!t.rows.is_empty());
     // Default rho = 10, kappa = 0.5 (the market sets only the tensor shape).
@@ -192,6 +208,7 @@ fn every_analyst_query_answers_what_it_says() {
         ("stake_share.sql", stake_share as fn(&Table)),
         ("top_earners.sql", top_earners),
         ("rows_in_force.sql", rows_in_force),
+        ("bonds.sql", bonds),
         ("consensus_trust.sql", consensus_trust),
         ("peg.sql", peg),
         ("fisher_divergence.sql", fisher_divergence),

@@ -114,6 +114,8 @@ fn polars_duckdb_and_pandas_read_every_table_as_faceblock_sql_does() {
         "registry",
         "metrics",
         "inputs",
+        "weights_in_force",
+        "bonds_in_force",
     ] {
         assert!(
             report.contains(&format!("{table}: ")),

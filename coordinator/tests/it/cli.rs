@@ -67,10 +67,14 @@ fn init_weights_register_run_verify_sql_status() {
     assert!(out1.stdout.contains("epoch 1 committed"), "{}", out1.stdout);
     let carried = net.sql_csv("SELECT weights_epoch FROM state WHERE epoch = 1 AND uid = 2");
     assert_eq!(carried, vec![vec!["0".to_string()]]);
-    let w2e1 =
-        net.sql_csv("SELECT dst, weight FROM weights WHERE epoch = 1 AND src = 2 ORDER BY dst");
+    let w2e1 = net.sql_csv(
+        "SELECT dst, weight FROM weights_in_force WHERE epoch = 1 AND src = 2 ORDER BY dst",
+    );
     assert_eq!(w2e1, w2, "peer 2's row stays in force unchanged");
-    let w0e1 = net.sql_csv("SELECT dst FROM weights WHERE epoch = 1 AND src = 0");
+    // The ledger grows with what changed: epoch 1 wrote the new rows only.
+    let written = net.sql_csv("SELECT DISTINCT src FROM weights WHERE epoch = 1 ORDER BY src");
+    assert_eq!(written, vec![vec!["0".to_string()], vec!["4".to_string()]]);
+    let w0e1 = net.sql_csv("SELECT dst FROM weights_in_force WHERE epoch = 1 AND src = 0");
     assert_eq!(
         w0e1,
         vec![vec!["1".to_string()]],

@@ -9,6 +9,7 @@ mod cli;
 mod common;
 mod cron;
 mod fisher;
+mod ledger;
 mod logs;
 mod market;
 mod plot;

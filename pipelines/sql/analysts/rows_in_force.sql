@@ -2,12 +2,11 @@
 WITH at AS (
     SELECT MAX(epoch) AS epoch FROM epochs
 )
-SELECT s.epoch,
+SELECT w.epoch,
        w.src,
        w.dst,
        w.weight,
-       s.weights_epoch AS submitted_epoch
-FROM state s
-JOIN at ON s.epoch = at.epoch
-JOIN weights w ON w.epoch = s.weights_epoch AND w.src = s.uid
+       w.weights_epoch AS submitted_epoch
+FROM weights_in_force w
+JOIN at ON w.epoch = at.epoch
 ORDER BY w.src, w.dst

@@ -1,14 +1,10 @@
--- Bonds accumulate: B'_ij = B_ij + S_i · w_ij (SPEC 5.2); zero bonds are not kept.
-WITH fresh AS (
-  SELECT e.src, e.dst, CAST(p.stake AS DOUBLE) * e.weight AS add_bond
-  FROM edges e JOIN peers p ON p.peer = e.src
-),
-merged AS (
-  SELECT COALESCE(b.holder, f.src) AS holder,
-         COALESCE(b.peer, f.dst) AS peer,
-         CASE WHEN b.bond IS NULL THEN f.add_bond
-              WHEN f.add_bond IS NULL THEN b.bond
-              ELSE b.bond + f.add_bond END AS bond
-  FROM bonds b FULL OUTER JOIN fresh f ON b.holder = f.src AND b.peer = f.dst
+-- Bonds in closed form (SPEC 5.2's B' = B + S · w, summed over the holder's
+-- segment): B'_ij = bond_ij + w_ij · ΣS_i, with bond_ij the bond after the
+-- segment's first epoch and ΣS_i the holder's stake since, an exact integer
+-- converted to DOUBLE once, then one multiply and one add (math/bonds.rs
+-- closed_form). Zero bonds are not kept.
+WITH b AS (
+  SELECT s.holder, s.peer, s.bond + s.weight * CAST(p.bond_stake AS DOUBLE) AS bond
+  FROM segments s JOIN peers p ON p.peer = s.holder
 )
-SELECT holder, peer, bond FROM merged WHERE bond > 0
+SELECT holder, peer, bond FROM b WHERE bond > 0
