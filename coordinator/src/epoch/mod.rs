@@ -141,7 +141,17 @@ pub async fn prepare(
         prev.weights,
         &prev.weights_epoch,
         &accepted,
+        net.params.rows_meet_k.then_some(row_k),
     )?;
+    for (uid, we, set) in &force.below_k {
+        rejections.push(Rejection {
+            uid: Some(*uid),
+            object: faceblock_schemas::layout::weights(*we, *uid),
+            reason: Reason::BelowK,
+            detail: format!("row in force since epoch {we} sets {set} weights; k is now {row_k}"),
+        });
+    }
+    rejections.sort_by(|a, b| a.object.cmp(&b.object));
     let stake: Vec<u64> = registry
         .peers()
         .iter()

@@ -11,6 +11,7 @@
 //! [`compute`] runs the whole section in the order the SPEC writes it.
 
 pub mod bonds;
+pub mod clip;
 pub mod consensus;
 pub mod dividends;
 pub mod emission;
@@ -22,7 +23,7 @@ pub mod rank;
 pub mod trust;
 pub mod udf;
 
-use faceblock_schemas::Params;
+use faceblock_schemas::{Consensus, Params};
 
 /// Rows in force in index space (index = position of the uid in the sorted
 /// registry), sorted by `(src, dst)`, each row normalised to sum to 1.
@@ -95,7 +96,8 @@ pub struct Output {
     pub rank: Vec<f64>,
     /// t = Tᵀŝ.
     pub trust: Vec<f64>,
-    /// c = σ(ρ(t − κ)).
+    /// c = σ(ρ(t − κ)); under `median_clip`, the clip level c_j (the
+    /// column's stake-weighted κ-quantile).
     pub consensus: Vec<f64>,
     /// I.
     pub incentive: Vec<f64>,
@@ -135,16 +137,38 @@ pub fn sort_triples(src: Vec<u32>, dst: Vec<u32>, w: Vec<f64>) -> (Vec<u32>, Vec
 }
 
 /// Runs SPEC 5.2 on `threads` worker threads (results do not depend on it).
+///
+/// Under `median_clip` the rows are clipped first ([`clip`]) and everything
+/// after reads the clipped rows; the factor that scales rank in incentive
+/// and loss is then 1 for a column that kept support, not σ.
 pub fn compute(input: &Input<'_>, threads: usize) -> Output {
     let n = input.stake.len();
     let p = input.params;
-    let rank = rank::rank(n, input.stake, input.edges, threads);
-    let trust = trust::trust(n, input.stake, input.edges, threads);
-    let consensus = consensus::consensus(&trust, p.rho, p.kappa);
-    let incentive = incentive::incentive(&rank, &consensus);
-    let bonds = bonds::accumulate(input.bonds, input.stake, input.edges);
+    let clipped;
+    let (edges, levels) = match p.consensus {
+        Consensus::Sigmoid => (input.edges, None),
+        Consensus::MedianClip => {
+            let levels = clip::levels(n, input.stake, input.edges, p.kappa);
+            clipped = clip::apply(input.edges, &levels);
+            (&clipped, Some(levels))
+        }
+    };
+    let rank = rank::rank(n, input.stake, edges, threads);
+    let trust = trust::trust(n, input.stake, edges, threads);
+    let (consensus, factor) = match levels {
+        None => {
+            let c = consensus::consensus(&trust, p.rho, p.kappa);
+            (c.clone(), c)
+        }
+        Some(levels) => {
+            let f = clip::factor(&levels);
+            (levels, f)
+        }
+    };
+    let incentive = incentive::incentive(&rank, &factor);
+    let bonds = bonds::accumulate(input.bonds, input.stake, edges);
     let dividends = dividends::dividends(n, &bonds, &incentive, threads);
-    let loss = peg::loss(&rank, &consensus);
+    let loss = peg::loss(&rank, &factor);
     Output::settle(
         input, rank, trust, consensus, incentive, dividends, bonds, loss,
     )
@@ -184,7 +208,7 @@ impl Output {
             emission,
             stake_after,
             bonds,
-            k_next: peg::next_k(input.k, loss, p.peg_step, p.k_max),
+            k_next: peg::next_k_by(p.peg_rule, input.k, loss, p.peg_step, p.k_max),
             loss,
         }
     }
