@@ -15,7 +15,7 @@ use super::Edges;
 
 /// ⌈κ·total⌉, exactly: the stake a weight needs behind it (κ ≤ 0: 0).
 pub fn support_needed(total: u128, kappa: f64) -> u128 {
-    if !(kappa > 0.0) || total == 0 {
+    if kappa.is_nan() || kappa <= 0.0 || total == 0 {
         return 0;
     }
     if !kappa.is_finite() {
