@@ -43,7 +43,8 @@ pub struct Params {
     /// Whether a row in force must still set the current k (SPEC 5.1): when
     /// true, a carried row that the peg has outgrown leaves force (recorded
     /// in `rejections` as `below_k`), so a cabal cannot keep old short rows.
-    /// Left out of `params.json` when false, the original behaviour.
+    /// Default true; left out of `params.json` when false, the original
+    /// behaviour (so networks made before it keep their id).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub rows_meet_k: bool,
     /// How the peg raises k after an epoch with positive loss. Left out of
@@ -124,7 +125,9 @@ impl Default for Params {
             seq_len: 32,
             out_dim: 64,
             consensus: Consensus::Sigmoid,
-            rows_meet_k: false,
+            // Chosen by the frontier (MECHANISM.md): with the peg, rows in
+            // force must meet k, or a cabal keeps its old short rows.
+            rows_meet_k: true,
             peg_rule: PegRule::Step,
         }
     }
