@@ -480,11 +480,7 @@ fn simulate_frontier(
     let pb = sim_bar(all.len() as u64, "scenarios");
     // Each job runs on its own thread and one-thread runtime: parallel
     // scenarios, not parallel partitions, keep every core busy.
-    let results = std::thread::scope(|s| {
-        s.spawn(|| frontier::run_all(&all, jobs, |_| pb.inc(1)))
-            .join()
-            .map_err(|_| anyhow::anyhow!("a simulation thread panicked"))
-    })??;
+    let results = frontier::run_all(&all, jobs, |_| pb.inc(1))?;
     pb.finish_and_clear();
     let secs = t.elapsed().as_secs_f64();
     if let Some(dir) = out {
