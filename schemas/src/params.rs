@@ -47,8 +47,9 @@ pub struct Params {
     /// behaviour (so networks made before it keep their id).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub rows_meet_k: bool,
-    /// How the peg raises k after an epoch with positive loss. Left out of
-    /// `params.json` when it is the original `step`.
+    /// How the peg raises k after an epoch with positive loss (default
+    /// `double_capped`, chosen by the frontier). Left out of `params.json`
+    /// when it is the original `step`.
     #[serde(skip_serializing_if = "PegRule::is_legacy")]
     pub peg_rule: PegRule,
 }
@@ -82,15 +83,23 @@ impl Consensus {
 }
 
 /// The peg's step rules (SPEC 5.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PegRule {
     /// k_{e+1} = min(k_e + peg_step, k_max) when L > 0.
-    #[default]
     Step,
     /// k_{e+1} = min(k_e + max(k_e, peg_step), k_max) when L > 0: k doubles,
-    /// so the peg reaches a dense row in log₂ steps instead of linearly.
+    /// so the peg reaches a dense row in log₂ steps instead of linearly, and
+    /// a cabal has fewer sparse epochs to grow in.
     Double,
+    /// `step`, but k never rises past R_e − 1, R_e the peers with a positive
+    /// rank in epoch e (never lowered by it): the peg does not ask a row for
+    /// more entries than there are peers the market ranks at all, so a cabal
+    /// whose rows left force cannot drive k past what honest rows can name
+    /// (and freeze the market).
+    StepCapped,
+    /// `double` with the cap of `step_capped`.
+    DoubleCapped,
 }
 
 impl PegRule {
@@ -104,6 +113,8 @@ impl PegRule {
         match self {
             PegRule::Step => "step",
             PegRule::Double => "double",
+            PegRule::StepCapped => "step_capped",
+            PegRule::DoubleCapped => "double_capped",
         }
     }
 }
@@ -128,7 +139,7 @@ impl Default for Params {
             // Chosen by the frontier (MECHANISM.md): with the peg, rows in
             // force must meet k, or a cabal keeps its old short rows.
             rows_meet_k: true,
-            peg_rule: PegRule::Step,
+            peg_rule: PegRule::DoubleCapped,
         }
     }
 }

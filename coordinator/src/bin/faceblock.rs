@@ -480,7 +480,20 @@ fn simulate_frontier(
     let pb = sim_bar(all.len() as u64, "scenarios");
     // Each job runs on its own thread and one-thread runtime: parallel
     // scenarios, not parallel partitions, keep every core busy.
-    let results = frontier::run_all(&all, jobs, |_| pb.inc(1))?;
+    // Off a terminal (no bar), one line per finished scenario on stderr.
+    let finished = std::sync::atomic::AtomicUsize::new(0);
+    let results = frontier::run_all(&all, jobs, |job| {
+        pb.inc(1);
+        let n = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if pb.is_hidden() {
+            eprintln!(
+                "[{n}/{}] {} done at {:.0} s",
+                all.len(),
+                job.scenario.name,
+                t.elapsed().as_secs_f64()
+            );
+        }
+    })?;
     pb.finish_and_clear();
     let secs = t.elapsed().as_secs_f64();
     if let Some(dir) = out {

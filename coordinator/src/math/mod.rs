@@ -189,6 +189,7 @@ impl Output {
         loss: f64,
     ) -> Output {
         let p = input.params;
+        let ranked = rank.iter().filter(|r| **r > 0.0).count() as u32;
         let delta = emission::stake_delta(&dividends, &incentive, p.bond_share);
         let emission = emission::apportion(&delta, p.emission_per_epoch);
         let stake_after: Vec<u64> = input
@@ -208,7 +209,7 @@ impl Output {
             emission,
             stake_after,
             bonds,
-            k_next: peg::next_k_by(p.peg_rule, input.k, loss, p.peg_step, p.k_max),
+            k_next: peg::next_k_by(p.peg_rule, input.k, loss, p.peg_step, p.k_max, ranked),
             loss,
         }
     }

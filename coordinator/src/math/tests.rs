@@ -19,8 +19,9 @@ fn edges(rows: &[(u32, u32, f64)]) -> Edges {
     }
 }
 
+/// SPEC 5.2 as first written (`step` peg): the hand-worked numbers below.
 fn run(stake: &[u64], e: &Edges, b: &Bonds, k: u32) -> Output {
-    let p = Params::default();
+    let p = Params::legacy();
     compute(
         &Input {
             params: &p,
@@ -333,7 +334,7 @@ fn dust_ranks_still_mint() {
 #[test]
 fn agrees_with_previous_arithmetic_over_many_epochs() {
     use rand::{Rng, SeedableRng};
-    let p = Params::default();
+    let p = Params::legacy();
     for seed in 0..6u64 {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let n = rng.gen_range(3..40usize);
@@ -476,7 +477,7 @@ fn median_clip_plans_give_the_loops_bits_over_many_epochs() {
     many_epochs(&median_clip());
     many_epochs(&Params {
         kappa: 0.3,
-        peg_rule: faceblock_schemas::PegRule::Double,
+        peg_rule: faceblock_schemas::PegRule::DoubleCapped,
         ..median_clip()
     });
 }
@@ -643,12 +644,18 @@ fn median_clip_freezes_two_minorities() {
 /// from k = 0 it moves by peg_step.
 #[test]
 fn double_peg_rule() {
-    use faceblock_schemas::PegRule::{Double, Step};
-    assert_eq!(peg::next_k_by(Double, 3, 0.1, 1, 1024), 6);
-    assert_eq!(peg::next_k_by(Double, 0, 0.1, 1, 1024), 1);
-    assert_eq!(peg::next_k_by(Double, 600, 0.1, 1, 1024), 1024);
-    assert_eq!(peg::next_k_by(Double, 3, -0.1, 1, 1024), 3);
-    assert_eq!(peg::next_k_by(Step, 3, 0.1, 2, 1024), 5);
+    use faceblock_schemas::PegRule::{Double, DoubleCapped, Step, StepCapped};
+    assert_eq!(peg::next_k_by(Double, 3, 0.1, 1, 1024, 30), 6);
+    assert_eq!(peg::next_k_by(Double, 0, 0.1, 1, 1024, 30), 1);
+    assert_eq!(peg::next_k_by(Double, 600, 0.1, 1, 1024, 3000), 1024);
+    assert_eq!(peg::next_k_by(Double, 3, -0.1, 1, 1024, 30), 3);
+    assert_eq!(peg::next_k_by(Step, 3, 0.1, 2, 1024, 30), 5);
+    // Capped: 20 ranked peers let k reach 19, not 32; the cap never lowers k.
+    assert_eq!(peg::next_k_by(DoubleCapped, 16, 0.1, 1, 1024, 20), 19);
+    assert_eq!(peg::next_k_by(DoubleCapped, 4, 0.1, 1, 1024, 20), 8);
+    assert_eq!(peg::next_k_by(StepCapped, 19, 0.1, 1, 1024, 20), 19);
+    assert_eq!(peg::next_k_by(StepCapped, 25, 0.1, 1, 1024, 20), 25);
+    assert_eq!(peg::next_k_by(StepCapped, 7, 0.1, 1, 1024, 20), 8);
     // Through compute: the peg network of `peg_rises_after_positive_loss`.
     let p = Params {
         peg_rule: Double,
@@ -662,4 +669,14 @@ fn double_peg_rule() {
         4,
     );
     assert_eq!(o.k_next, 8);
+    // Capped, the same network ranks one peer (uid 1): k stays at 4.
+    let p = Params {
+        peg_rule: DoubleCapped,
+        ..Params::default()
+    };
+    let e = edges(&[(0, 1, 1.0)]);
+    let o = run_with(&p, &[30, 0, 70], &e, &Bonds::default(), 4);
+    assert!(o.loss > 0.0);
+    assert_eq!(o.k_next, 4);
+    plans_match_loops_with(&p, &[30, 0, 70], &e, &Bonds::default(), 4);
 }

@@ -196,13 +196,14 @@ fn k_past_the_number_of_peers_asks_for_all_of_them() {
     assert_eq!(rows, vec![vec!["0".to_string()]]);
 }
 
-/// The default `rows_meet_k`: peer 0's one-entry row is the only row (a
+/// `rows_meet_k` (on by default): peer 0's one-entry row is the only row (a
 /// quarter of the stake behind peer 1, so L > 0 and k goes 1 → 2); at epoch 1
 /// it no longer meets k and leaves force, recorded as `below_k` under its own
 /// submission's name; nothing is minted.
 #[test]
 fn rows_below_k_leave_force_by_default() {
-    let net = Net::new(4, &[100, 100, 100, 100], "");
+    // The `step` peg (the default's cap would hold k at 1 here: one ranked peer).
+    let net = Net::new(4, &[100, 100, 100, 100], "peg_rule = \"step\"\n");
     net.set(0, "1=1");
     net.fb(&["epoch", "run"]).ok();
     let out = net.fb(&["epoch", "run"]).ok();
