@@ -356,8 +356,13 @@ pub fn report(spec: &Spec, jobs: &[Job], results: &[Vec<EpochStats>]) -> String 
                                         f64::NAN
                                     }
                                 })
-                                .fold(f64::MIN, f64::max);
-                            line.push_str(&format!(" {ratio:.2} |"));
+                                .filter(|r| r.is_finite())
+                                .fold(f64::NAN, f64::max);
+                            if ratio.is_finite() {
+                                line.push_str(&format!(" {ratio:.2} |"));
+                            } else {
+                                line.push_str(" n/a (honest peers earned nothing) |");
+                            }
                         }
                     }
                 }
