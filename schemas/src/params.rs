@@ -93,10 +93,11 @@ pub enum PegRule {
     /// a cabal has fewer sparse epochs to grow in.
     Double,
     /// `step`, but k never rises past R_e − 1, R_e the peers with a positive
-    /// rank in epoch e (never lowered by it): the peg does not ask a row for
-    /// more entries than there are peers the market ranks at all, so a cabal
-    /// whose rows left force cannot drive k past what honest rows can name
-    /// (and freeze the market).
+    /// rank in epoch e, nor (once two or more peers have trust ≥ κ) past
+    /// their number − 1; never lowered by it. The peg does not ask a row for
+    /// more entries than there are peers the market ranks (or trusts), so a
+    /// cabal cannot drive k past what honest rows can name (and freeze the
+    /// market or push honest rows out of force).
     StepCapped,
     /// `double` with the cap of `step_capped`.
     DoubleCapped,

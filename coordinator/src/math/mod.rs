@@ -189,7 +189,7 @@ impl Output {
         loss: f64,
     ) -> Output {
         let p = input.params;
-        let ranked = rank.iter().filter(|r| **r > 0.0).count() as u32;
+        let ranked = peg::Ranked::count(&rank, &trust, p.kappa);
         let delta = emission::stake_delta(&dividends, &incentive, p.bond_share);
         let emission = emission::apportion(&delta, p.emission_per_epoch);
         let stake_after: Vec<u64> = input

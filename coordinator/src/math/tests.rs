@@ -645,17 +645,25 @@ fn median_clip_freezes_two_minorities() {
 #[test]
 fn double_peg_rule() {
     use faceblock_schemas::PegRule::{Double, DoubleCapped, Step, StepCapped};
-    assert_eq!(peg::next_k_by(Double, 3, 0.1, 1, 1024, 30), 6);
-    assert_eq!(peg::next_k_by(Double, 0, 0.1, 1, 1024, 30), 1);
-    assert_eq!(peg::next_k_by(Double, 600, 0.1, 1, 1024, 3000), 1024);
-    assert_eq!(peg::next_k_by(Double, 3, -0.1, 1, 1024, 30), 3);
-    assert_eq!(peg::next_k_by(Step, 3, 0.1, 2, 1024, 30), 5);
+    let r = |any, majority| peg::Ranked { any, majority };
+    assert_eq!(peg::next_k_by(Double, 3, 0.1, 1, 1024, r(30, 0)), 6);
+    assert_eq!(peg::next_k_by(Double, 0, 0.1, 1, 1024, r(30, 0)), 1);
+    assert_eq!(peg::next_k_by(Double, 600, 0.1, 1, 1024, r(3000, 0)), 1024);
+    assert_eq!(peg::next_k_by(Double, 3, -0.1, 1, 1024, r(30, 0)), 3);
+    assert_eq!(peg::next_k_by(Step, 3, 0.1, 2, 1024, r(30, 0)), 5);
     // Capped: 20 ranked peers let k reach 19, not 32; the cap never lowers k.
-    assert_eq!(peg::next_k_by(DoubleCapped, 16, 0.1, 1, 1024, 20), 19);
-    assert_eq!(peg::next_k_by(DoubleCapped, 4, 0.1, 1, 1024, 20), 8);
-    assert_eq!(peg::next_k_by(StepCapped, 19, 0.1, 1, 1024, 20), 19);
-    assert_eq!(peg::next_k_by(StepCapped, 25, 0.1, 1, 1024, 20), 25);
-    assert_eq!(peg::next_k_by(StepCapped, 7, 0.1, 1, 1024, 20), 8);
+    assert_eq!(peg::next_k_by(DoubleCapped, 16, 0.1, 1, 1024, r(20, 0)), 19);
+    assert_eq!(peg::next_k_by(DoubleCapped, 4, 0.1, 1, 1024, r(20, 0)), 8);
+    assert_eq!(peg::next_k_by(StepCapped, 19, 0.1, 1, 1024, r(20, 0)), 19);
+    assert_eq!(peg::next_k_by(StepCapped, 25, 0.1, 1, 1024, r(20, 0)), 25);
+    assert_eq!(peg::next_k_by(StepCapped, 7, 0.1, 1, 1024, r(20, 0)), 8);
+    // 30 ranked, 20 of them majority-trusted: the cap is 19; one such peer
+    // alone does not cap.
+    assert_eq!(
+        peg::next_k_by(DoubleCapped, 16, 0.1, 1, 1024, r(30, 20)),
+        19
+    );
+    assert_eq!(peg::next_k_by(DoubleCapped, 16, 0.1, 1, 1024, r(30, 1)), 29);
     // Through compute: the peg network of `peg_rises_after_positive_loss`.
     let p = Params {
         peg_rule: Double,
