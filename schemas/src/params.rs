@@ -21,7 +21,7 @@ pub struct Params {
     pub k_initial: u32,
     /// Ceiling for k.
     pub k_max: u32,
-    /// Rise of k after an epoch with positive loss.
+    /// Rise of k after an epoch with positive loss (0: no peg, whatever `peg_rule`).
     pub peg_step: u32,
     /// Most entries one row may set.
     pub max_weights: u32,

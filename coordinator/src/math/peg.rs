@@ -64,7 +64,11 @@ impl Ranked {
 }
 
 /// k for the next epoch under `rule`; `ranked` bounds the `*_capped` rules.
+/// `step = 0` turns the peg off whatever the rule.
 pub fn next_k_by(rule: PegRule, k: u32, loss: f64, step: u32, k_max: u32, ranked: Ranked) -> u32 {
+    if step == 0 {
+        return k;
+    }
     let cap = |next: u32| next.min(ranked.cap().max(k));
     match rule {
         PegRule::Step => next_k(k, loss, step, k_max),

@@ -648,6 +648,9 @@ fn double_peg_rule() {
     let r = |any, majority| peg::Ranked { any, majority };
     assert_eq!(peg::next_k_by(Double, 3, 0.1, 1, 1024, r(30, 0)), 6);
     assert_eq!(peg::next_k_by(Double, 0, 0.1, 1, 1024, r(30, 0)), 1);
+    // peg_step = 0 is no peg, whatever the rule.
+    assert_eq!(peg::next_k_by(Double, 3, 0.1, 0, 1024, r(30, 0)), 3);
+    assert_eq!(peg::next_k_by(DoubleCapped, 3, 0.1, 0, 1024, r(30, 0)), 3);
     assert_eq!(peg::next_k_by(Double, 600, 0.1, 1, 1024, r(3000, 0)), 1024);
     assert_eq!(peg::next_k_by(Double, 3, -0.1, 1, 1024, r(30, 0)), 3);
     assert_eq!(peg::next_k_by(Step, 3, 0.1, 2, 1024, r(30, 0)), 5);
