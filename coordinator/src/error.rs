@@ -45,6 +45,9 @@ pub enum Error {
         /// What differs.
         detail: String,
     },
+    /// A simulation scenario or frontier file that can't be used as written.
+    #[error("{0}")]
+    Scenario(String),
     /// The ledger holds something the coordinator can't use.
     #[error("ledger is inconsistent: {0}")]
     Corrupt(String),

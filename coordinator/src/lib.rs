@@ -20,6 +20,7 @@ pub mod plot;
 pub mod progress;
 pub mod reason;
 pub mod registry;
+pub mod simulate;
 pub mod sql;
 pub mod status;
 pub mod timing;

@@ -43,6 +43,10 @@ pub enum Reason {
     NoQuery,
     /// A join request when every uid up to `u32::MAX` is taken.
     NoFreeUid,
+    /// Not a submission: a row in force from an earlier epoch that sets
+    /// fewer than the current k entries, withdrawn because `rows_meet_k` is
+    /// on (the object named is the row's own submission).
+    BelowK,
 }
 
 impl Reason {
@@ -68,11 +72,12 @@ impl Reason {
             Reason::Shape => "shape",
             Reason::NoQuery => "no_query",
             Reason::NoFreeUid => "no_free_uid",
+            Reason::BelowK => "below_k",
         }
     }
 
     /// Every reason, in declaration order.
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 20] = [
         Reason::Unreadable,
         Reason::Schema,
         Reason::TooLarge,
@@ -92,6 +97,7 @@ impl Reason {
         Reason::Shape,
         Reason::NoQuery,
         Reason::NoFreeUid,
+        Reason::BelowK,
     ];
 
     /// The reason stored as `code`, e.g. one named by the shared exchange checks.

@@ -23,6 +23,6 @@ pub mod store;
 pub use error::{Error, Result};
 pub use genesis::{Genesis, GenesisPeer};
 pub use network::NetworkFile;
-pub use params::Params;
+pub use params::{Consensus, Params, PegRule};
 pub use signing::{Keypair, PublicKey};
 pub use store::Store;

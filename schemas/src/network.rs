@@ -13,7 +13,8 @@ pub struct NetworkFile {
     pub format: u32,
     /// Hex SHA-256 over the canonical params and genesis.
     pub network_id: String,
-    /// The parameters in force.
+    /// The parameters in force (fields a file predates mean the original mechanism).
+    #[serde(deserialize_with = "stored_params")]
     pub params: Params,
     /// The first peers.
     pub genesis: Genesis,
@@ -63,6 +64,11 @@ impl NetworkFile {
         }
         Ok(f)
     }
+}
+
+fn stored_params<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Params, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Params::from_stored(v).map_err(serde::de::Error::custom)
 }
 
 /// SHA-256 over the canonical params (serde JSON, fields in declaration order)

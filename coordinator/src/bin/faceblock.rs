@@ -111,6 +111,30 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         top: usize,
     },
+    /// Run a synthetic market (honest peers, a disjoint cabal, noise peers,
+    /// weight copiers) through the real epoch code and ledger, and print the
+    /// cabal's stake share per epoch.
+    ///
+    /// The store defaults to a private in-memory one; --store names a local
+    /// directory or memory:// URL to keep the ledger. With --frontier the
+    /// file is a frontier spec: every scenario in it runs, --jobs at a time,
+    /// and the Markdown tables are printed (pipelines/scenarios/ holds both kinds).
+    Simulate {
+        /// Scenario TOML (with --frontier: a frontier TOML).
+        file: PathBuf,
+        /// Write the per-epoch CSV here (with --frontier: a folder for one CSV per scenario).
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+        /// Run a frontier spec instead of one scenario.
+        #[arg(long)]
+        frontier: bool,
+        /// Scenarios run at once (--frontier); default: the number of cores.
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
+        /// Also write the frontier's Markdown tables to this file.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+    },
     /// Print the IAM policy (JSON) of one role on a shared bucket (AWS S3,
     /// MinIO): give each peer and the coordinator credentials of their own
     /// with this policy attached. Needs no store.
@@ -249,6 +273,22 @@ async fn run(cli: Cli, partitions: usize) -> anyhow::Result<ExitCode> {
         println!("{}", policy_json(role)?);
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Simulate {
+        file,
+        out,
+        frontier,
+        jobs,
+        report,
+    } = &cli.command
+    {
+        let jobs = jobs.unwrap_or(partitions);
+        if *frontier {
+            simulate_frontier(file, out.as_deref(), jobs, report.as_deref())?;
+        } else {
+            simulate_one(&cli.store, file, out.as_deref(), partitions).await?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let store = Store::open(&cli.store)?.acting_as("coordinator");
     match cli.command {
         Command::Init { params, genesis } => {
@@ -355,8 +395,126 @@ async fn run(cli: Cli, partitions: usize) -> anyhow::Result<ExitCode> {
         }
         Command::Status { top } => print!("{}", status::report(&store, top).await?),
         Command::Policy { role } => println!("{}", policy_json(&role)?),
+        Command::Simulate { .. } => unreachable!("handled before the store is opened"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn sim_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    if !faceblock_coordinator::progress::visible() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(len);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} (eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// `faceblock simulate SCENARIO.toml`.
+async fn simulate_one(
+    store_url: &str,
+    file: &std::path::Path,
+    out: Option<&std::path::Path>,
+    partitions: usize,
+) -> anyhow::Result<()> {
+    use faceblock_coordinator::simulate::{self, Group, Scenario};
+    let scenario = Scenario::load(file)?;
+    let store = if store_url.trim().is_empty() {
+        simulate::private_memory_store(&scenario.name)?
+    } else {
+        Store::open(store_url)?.acting_as("coordinator")
+    };
+    let pb = sim_bar(scenario.epochs, &scenario.name);
+    println!(
+        "simulating {} ({} epochs, {} peers) on {}",
+        scenario.name,
+        scenario.epochs,
+        scenario.market.peers(),
+        store.url()
+    );
+    let stats = simulate::run::run(&scenario, &store, partitions, |e| {
+        let line = format!(
+            "epoch {:>4}  k {:>3}  cabal {:>6.2} %  honest {:>6.2} %  minted {}",
+            e.epoch,
+            e.k,
+            e.group(Group::Cabal).share * 100.0,
+            e.group(Group::Honest).share * 100.0,
+            e.emission
+        );
+        if pb.is_hidden() {
+            println!("{line}");
+        } else {
+            pb.println(line);
+        }
+        pb.inc(1);
+    })
+    .await?;
+    pb.finish_and_clear();
+    if let Some(path) = out {
+        std::fs::write(path, simulate::csv(&stats))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote {} epochs to {}", stats.len(), path.display());
+    }
+    Ok(())
+}
+
+/// `faceblock simulate --frontier FRONTIER.toml`.
+fn simulate_frontier(
+    file: &std::path::Path,
+    out: Option<&std::path::Path>,
+    jobs: usize,
+    report: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use faceblock_coordinator::simulate::{self, frontier};
+    let spec = frontier::Spec::load(file)?;
+    let all = spec.jobs()?;
+    eprintln!(
+        "{} scenarios of {} epochs, {jobs} at a time",
+        all.len(),
+        spec.epochs
+    );
+    let t = std::time::Instant::now();
+    let pb = sim_bar(all.len() as u64, "scenarios");
+    // Each job runs on its own thread and one-thread runtime: parallel
+    // scenarios, not parallel partitions, keep every core busy.
+    // Off a terminal (no bar), one line per finished scenario on stderr.
+    let finished = std::sync::atomic::AtomicUsize::new(0);
+    let results = frontier::run_all(&all, jobs, |job| {
+        pb.inc(1);
+        let n = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if pb.is_hidden() {
+            eprintln!(
+                "[{n}/{}] {} done at {:.0} s",
+                all.len(),
+                job.scenario.name,
+                t.elapsed().as_secs_f64()
+            );
+        }
+    })?;
+    pb.finish_and_clear();
+    let secs = t.elapsed().as_secs_f64();
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for (j, r) in all.iter().zip(&results) {
+            let p = dir.join(format!("{}.csv", j.scenario.name));
+            std::fs::write(&p, simulate::csv(r))
+                .with_context(|| format!("cannot write {}", p.display()))?;
+        }
+    }
+    let md = frontier::report(&spec, &all, &results);
+    print!("{md}");
+    println!(
+        "{} scenarios in {secs:.1} s ({:.2} s per scenario per job slot)",
+        all.len(),
+        secs * jobs.min(all.len()).max(1) as f64 / all.len().max(1) as f64
+    );
+    if let Some(p) = report {
+        std::fs::write(p, &md).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    Ok(())
 }
 
 /// The query text from the argument, `--file`, or standard input (`-`).

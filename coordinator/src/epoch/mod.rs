@@ -144,7 +144,17 @@ pub async fn prepare(
         &prev.rows,
         &prev.weights_epoch,
         &accepted,
+        net.params.rows_meet_k.then_some(row_k),
     )?;
+    for (uid, we, set) in &force.below_k {
+        rejections.push(Rejection {
+            uid: Some(*uid),
+            object: faceblock_schemas::layout::weights(*we, *uid),
+            reason: Reason::BelowK,
+            detail: format!("row in force since epoch {we} sets {set} weights; k is now {row_k}"),
+        });
+    }
+    rejections.sort_by(|a, b| a.object.cmp(&b.object));
     let mut stake = prev.stake;
     stake.resize(registry.len(), 0);
     let total_before: u128 = stake.iter().map(|s| *s as u128).sum();
@@ -158,7 +168,8 @@ pub async fn prepare(
         .iter()
         .map(|p| math::bonds::checkpoint_due(epoch, p.uid))
         .collect();
-    let segments = prev.segments.advance(epoch, &stake, &force.edges, &due);
+    let bond_edges = math::bond_edges(&net.params, &stake, &force.edges);
+    let segments = prev.segments.advance(epoch, &stake, &bond_edges, &due);
     let out = math::plans::compute(
         &math::Input {
             params: &net.params,

@@ -1,6 +1,8 @@
 //! Rows in force (SPEC 5.1): an accepted row replaces the peer's previous
 //! one; otherwise the previous row stays (until `weights_ttl` runs out); a
-//! peer with no row has an all-zero row.
+//! peer with no row has an all-zero row. With `rows_meet_k`, a carried row
+//! must also still set the current k entries, or it leaves force (reported
+//! in [`InForce::below_k`], recorded as a `below_k` rejection).
 
 use crate::ingest::AcceptedRow;
 use crate::math::Edges;
@@ -16,10 +18,15 @@ pub struct InForce {
     pub weights_epoch: Vec<Option<u64>>,
     /// Number of peers with a nonempty row.
     pub rows: usize,
+    /// Carried rows withdrawn for setting fewer than k entries: (uid, epoch
+    /// of the row, entries it sets).
+    pub below_k: Vec<(u32, u64, usize)>,
 }
 
 /// Merges the rows in force at e−1 (`carried`, by index) with this epoch's
 /// accepted rows. Peers that joined this epoch have indices past `carried`'s.
+/// With `meet_k`, carried rows shorter than it leave force.
+#[allow(clippy::too_many_arguments)]
 pub fn in_force(
     registry: &Registry,
     epoch: u64,
@@ -27,6 +34,7 @@ pub fn in_force(
     carried: &Edges,
     carried_epoch: &[Option<u64>],
     accepted: &[AcceptedRow],
+    meet_k: Option<u32>,
 ) -> Result<InForce> {
     let n = registry.len();
     let (si, di, w) = (&carried.src, &carried.dst, &carried.weight);
@@ -64,6 +72,10 @@ pub fn in_force(
             continue;
         };
         if ttl > 0 && epoch.saturating_sub(we) >= ttl {
+            continue;
+        }
+        if meet_k.is_some_and(|k| c - start < k as usize) && c > start {
+            out.below_k.push((registry.peers()[i].uid, we, c - start));
             continue;
         }
         out.weights_epoch[i] = Some(we);

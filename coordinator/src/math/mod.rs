@@ -11,6 +11,7 @@
 //! [`compute`] runs the whole section in the order the SPEC writes it.
 
 pub mod bonds;
+pub mod clip;
 pub mod consensus;
 pub mod dividends;
 pub mod emission;
@@ -23,7 +24,7 @@ pub mod trust;
 pub mod udf;
 
 pub use bonds::Segments;
-use faceblock_schemas::Params;
+use faceblock_schemas::{Consensus, Params};
 
 /// Rows in force in index space (index = position of the uid in the sorted
 /// registry), sorted by `(src, dst)`, each row normalised to sum to 1.
@@ -97,7 +98,8 @@ pub struct Output {
     pub rank: Vec<f64>,
     /// t = Tᵀŝ.
     pub trust: Vec<f64>,
-    /// c = σ(ρ(t − κ)).
+    /// c = σ(ρ(t − κ)); under `median_clip`, the clip level c_j (the
+    /// column's stake-weighted κ-quantile).
     pub consensus: Vec<f64>,
     /// I.
     pub incentive: Vec<f64>,
@@ -136,17 +138,57 @@ pub fn sort_triples(src: Vec<u32>, dst: Vec<u32>, w: Vec<f64>) -> (Vec<u32>, Vec
     )
 }
 
+/// The rows bonds accumulate on: the rows in force, or under median clipping
+/// the clipped rows (so a weight above its column's consensus buys no extra
+/// bond). Clipped weights move with stake, so under median clipping a
+/// holder's bond segment restarts whenever its clipped row changes.
+pub fn bond_edges<'a>(
+    params: &Params,
+    stake: &[u64],
+    edges: &'a Edges,
+) -> std::borrow::Cow<'a, Edges> {
+    match params.consensus {
+        Consensus::Sigmoid => std::borrow::Cow::Borrowed(edges),
+        Consensus::MedianClip => {
+            let levels = clip::levels(stake.len(), stake, edges, params.kappa);
+            std::borrow::Cow::Owned(clip::apply(edges, &levels))
+        }
+    }
+}
+
 /// Runs SPEC 5.2 on `threads` worker threads (results do not depend on it).
+///
+/// Under `median_clip` the rows are clipped first ([`clip`]) and everything
+/// after reads the clipped rows; the factor that scales rank in incentive
+/// and loss is then 1 for a column that kept support, not σ.
 pub fn compute(input: &Input<'_>, threads: usize) -> Output {
     let n = input.stake.len();
     let p = input.params;
-    let rank = rank::rank(n, input.stake, input.edges, threads);
-    let trust = trust::trust(n, input.stake, input.edges, threads);
-    let consensus = consensus::consensus(&trust, p.rho, p.kappa);
-    let incentive = incentive::incentive(&rank, &consensus);
+    let clipped;
+    let (edges, levels) = match p.consensus {
+        Consensus::Sigmoid => (input.edges, None),
+        Consensus::MedianClip => {
+            let levels = clip::levels(n, input.stake, input.edges, p.kappa);
+            clipped = clip::apply(input.edges, &levels);
+            (&clipped, Some(levels))
+        }
+    };
+    let rank = rank::rank(n, input.stake, edges, threads);
+    let trust = trust::trust(n, input.stake, edges, threads);
+    let (consensus, factor) = match levels {
+        None => {
+            let c = consensus::consensus(&trust, p.rho, p.kappa);
+            (c.clone(), c)
+        }
+        Some(levels) => {
+            let f = clip::factor(&levels);
+            (levels, f)
+        }
+    };
+    let incentive = incentive::incentive(&rank, &factor);
     let bonds = input.segments.bonds();
     let dividends = dividends::dividends(n, &bonds, &incentive, threads);
-    let loss = peg::loss(&rank, &consensus);
+    let loss = peg::loss(&rank, &factor);
     Output::settle(
         input, rank, trust, consensus, incentive, dividends, bonds, loss,
     )
@@ -167,6 +209,7 @@ impl Output {
         loss: f64,
     ) -> Output {
         let p = input.params;
+        let ranked = peg::Ranked::count(&rank, &trust, p.kappa);
         let delta = emission::stake_delta(&dividends, &incentive, p.bond_share);
         let emission = emission::apportion(&delta, p.emission_per_epoch);
         let stake_after: Vec<u64> = input
@@ -186,7 +229,7 @@ impl Output {
             emission,
             stake_after,
             bonds,
-            k_next: peg::next_k(input.k, loss, p.peg_step, p.k_max),
+            k_next: peg::next_k_by(p.peg_rule, input.k, loss, p.peg_step, p.k_max, ranked),
             loss,
         }
     }

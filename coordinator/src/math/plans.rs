@@ -16,11 +16,17 @@ use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use super::{fixed, rank, trust, Bonds, Input, Output};
+use faceblock_schemas::Consensus;
+
+use super::{clip, fixed, rank, trust, Bonds, Edges, Input, Output};
 use crate::Result;
 
 /// The plans, by name, in the order [`compute`] runs them.
-pub const PLANS: [(&str, &str); 7] = [
+pub const PLANS: [(&str, &str); 8] = [
+    (
+        "clip",
+        include_str!("../../../pipelines/sql/epoch/clip.sql"),
+    ),
     (
         "rank",
         include_str!("../../../pipelines/sql/epoch/rank.sql"),
@@ -244,6 +250,27 @@ pub async fn compute_in(
     let total = rank::total_stake(input.stake);
     let shift = ScalarValue::Int64(Some(fixed::stake_shift(total) as i64));
 
+    // Median clipping: the clipped rows replace `edges` for every later plan.
+    let clipped = match p.consensus {
+        Consensus::Sigmoid => None,
+        Consensus::MedianClip => {
+            let need = clip::support_needed(total, p.kappa);
+            let need = ScalarValue::Decimal128(Some(need.min(i128::MAX as u128) as i128), 38, 0);
+            let batches = run(ctx, "clip", vec![("need", need)]).await?;
+            let (edges, levels) = collect_clipped(n, &batches);
+            register(
+                ctx,
+                "edges",
+                table(
+                    triple_schema("src", "dst", "weight"),
+                    vec![u32s(&edges.src), u32s(&edges.dst), f64s(&edges.weight)],
+                    partitions,
+                )?,
+            )?;
+            Some((edges, levels))
+        }
+    };
+
     let rank_fx = by_peer(n, &run(ctx, "rank", vec![("shift", shift)]).await?, 0, fx);
     let rank: Vec<f64> = rank_fx.iter().map(|v| rank::share(*v, total)).collect();
     let trust_stake = by_peer(n, &run(ctx, "trust", vec![]).await?, 0, fx);
@@ -252,25 +279,31 @@ pub async fn compute_in(
         .map(|v| trust::share(*v, total))
         .collect();
 
-    register(
-        ctx,
-        "ranked",
-        ranked(&[("rank", &rank[..]), ("trust", &trust[..])], partitions)?,
-    )?;
-    let consensus = by_peer(
-        n,
-        &run(
-            ctx,
-            "consensus",
-            vec![
-                ("rho", ScalarValue::Float64(Some(p.rho))),
-                ("kappa", ScalarValue::Float64(Some(p.kappa))),
-            ],
-        )
-        .await?,
-        0.0,
-        float,
-    );
+    let (consensus, factor) = match &clipped {
+        Some((_, levels)) => (levels.clone(), clip::factor(levels)),
+        None => {
+            register(
+                ctx,
+                "ranked",
+                ranked(&[("rank", &rank[..]), ("trust", &trust[..])], partitions)?,
+            )?;
+            let c = by_peer(
+                n,
+                &run(
+                    ctx,
+                    "consensus",
+                    vec![
+                        ("rho", ScalarValue::Float64(Some(p.rho))),
+                        ("kappa", ScalarValue::Float64(Some(p.kappa))),
+                    ],
+                )
+                .await?,
+                0.0,
+                float,
+            );
+            (c.clone(), c)
+        }
+    };
     register(
         ctx,
         "ranked",
@@ -279,6 +312,7 @@ pub async fn compute_in(
                 ("rank", &rank[..]),
                 ("trust", &trust[..]),
                 ("consensus", &consensus[..]),
+                ("factor", &factor[..]),
             ],
             partitions,
         )?,
@@ -309,6 +343,7 @@ pub async fn compute_in(
                 ("rank", &rank[..]),
                 ("trust", &trust[..]),
                 ("consensus", &consensus[..]),
+                ("factor", &factor[..]),
                 ("incentive", &incentive[..]),
             ],
             partitions,
@@ -319,6 +354,25 @@ pub async fn compute_in(
     Ok(Output::settle(
         input, rank, trust, consensus, incentive, dividends, bonds, loss,
     ))
+}
+
+/// `clip.sql`'s `(src, dst, weight, clip)` batches → the clipped rows, sorted
+/// by `(src, dst)`, and the clip level of every column (0 where none).
+fn collect_clipped(n: usize, batches: &[RecordBatch]) -> (Edges, Vec<f64>) {
+    let mut levels = vec![0.0; n];
+    let (mut s, mut d, mut w) = (vec![], vec![], vec![]);
+    for b in batches {
+        let dst = b.column(1).as_primitive::<UInt32Type>();
+        let clip = b.column(3).as_primitive::<Float64Type>();
+        for i in 0..b.num_rows() {
+            levels[dst.value(i) as usize] = clip.value(i);
+        }
+        s.extend_from_slice(b.column(0).as_primitive::<UInt32Type>().values());
+        d.extend_from_slice(dst.values());
+        w.extend_from_slice(b.column(2).as_primitive::<Float64Type>().values());
+    }
+    let (src, dst, weight) = super::sort_triples(s, d, w);
+    (Edges { src, dst, weight }, levels)
 }
 
 /// `(holder, peer, bond)` batches → [`Bonds`] sorted by `(holder, peer)`.

@@ -26,8 +26,9 @@ fn fresh(prev: &Bonds, stake: &[u64], e: &Edges) -> Segments {
     Segments::from_bonds(prev, n).advance(1, stake, e, &vec![true; n])
 }
 
+/// SPEC 5.2 as first written (`step` peg): the hand-worked numbers below.
 fn run(stake: &[u64], e: &Edges, b: &Bonds, k: u32) -> Output {
-    let p = Params::default();
+    let p = Params::legacy();
     compute(
         &Input {
             params: &p,
@@ -417,7 +418,7 @@ fn segments_start_on_change_expiry_and_checkpoint() {
 #[test]
 fn agrees_with_previous_arithmetic_over_many_epochs() {
     use rand::{Rng, SeedableRng};
-    let p = Params::default();
+    let p = Params::legacy();
     for seed in 0..6u64 {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let n = rng.gen_range(3..40usize);
@@ -490,8 +491,12 @@ fn agrees_with_previous_arithmetic_over_many_epochs() {
 
 /// The plans against the loops: the same bits, at 1, 2 and 8 partitions.
 fn plans_match_loops(stake: &[u64], e: &Edges, b: &Bonds, k: u32) {
-    let p = Params::default();
-    let segments = fresh(b, stake, e);
+    plans_match_loops_with(&Params::default(), stake, e, b, k)
+}
+
+fn plans_match_loops_with(p: &Params, stake: &[u64], e: &Edges, b: &Bonds, k: u32) {
+    let p = p.clone();
+    let segments = fresh(b, stake, &super::bond_edges(&p, stake, e));
     let input = Input {
         params: &p,
         k,
@@ -506,7 +511,7 @@ fn plans_match_loops(stake: &[u64], e: &Edges, b: &Bonds, k: u32) {
         .unwrap();
     for parts in [1, 2, 8] {
         let got = rt.block_on(plans::compute(&input, parts)).unwrap();
-        assert_eq!(got, want, "{parts} partitions");
+        assert_eq!(got, want, "{parts} partitions, {:?}", p.consensus);
     }
 }
 
@@ -547,8 +552,30 @@ fn plans_give_the_loops_bits_on_the_hand_worked_networks() {
 /// same at any partition count.
 #[test]
 fn plans_give_the_loops_bits_over_many_epochs() {
+    many_epochs(&Params::default());
+}
+
+/// The same under median clipping, the doubling peg and a κ other than ½.
+#[test]
+fn median_clip_plans_give_the_loops_bits_over_many_epochs() {
+    many_epochs(&median_clip());
+    many_epochs(&Params {
+        kappa: 0.3,
+        peg_rule: faceblock_schemas::PegRule::DoubleCapped,
+        ..median_clip()
+    });
+}
+
+fn median_clip() -> Params {
+    Params {
+        consensus: faceblock_schemas::Consensus::MedianClip,
+        ..Params::default()
+    }
+}
+
+fn many_epochs(p: &Params) {
     use rand::{Rng, SeedableRng};
-    let p = Params::default();
+    let p = p.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
@@ -576,7 +603,7 @@ fn plans_give_the_loops_bits_over_many_epochs() {
         let due: Vec<bool> = (0..n)
             .map(|i| (epoch + i as u64).is_multiple_of(3))
             .collect();
-        segments = segments.advance(epoch, &stake, &e, &due);
+        segments = segments.advance(epoch, &stake, &super::bond_edges(&p, &stake, &e), &due);
         let input = Input {
             params: &p,
             k,
@@ -592,4 +619,157 @@ fn plans_give_the_loops_bits_over_many_epochs() {
         stake = want.stake_after;
         k = want.k_next;
     }
+}
+
+fn run_with(p: &Params, stake: &[u64], e: &Edges, b: &Bonds, k: u32) -> Output {
+    compute(
+        &Input {
+            params: p,
+            k,
+            stake,
+            edges: e,
+            segments: &fresh(b, stake, &super::bond_edges(p, stake, e)),
+        },
+        1,
+    )
+}
+
+/// Median clipping by hand. Stake [40, 30, 20, 10] (ΣS = 100, κ = ½: a
+/// weight needs ⌈50⌉ of stake at or above it). Rows 0→{1:.5, 2:.5},
+/// 1→{0:.6, 2:.4}, 2→{0:.2, 1:.8}, 3→{2:1}.
+/// - column 0: .6 (S 30, running 30), .2 (S 20, running 50 ≥ 50) → c_0 = .2
+/// - column 1: .8 (20), .5 (40 → 60) → c_1 = .5
+/// - column 2: 1 (10), .5 (40 → 50) → c_2 = .5; column 3: no weight → 0
+///
+/// Clipped: 0→{1:.5, 2:.5}, 1→{0:.2, 2:.4}, 2→{0:.2, 1:.5}, 3→{2:.5}.
+/// r = ŝᵀW' with ŝ = [.4, .3, .2, .1]: r_0 = .3·.2 + .2·.2 = .10,
+/// r_1 = .4·.5 + .2·.5 = .30, r_2 = .4·.5 + .3·.4 + .1·.5 = .37, r_3 = 0;
+/// I = r / .77 (no σ); t = [.5, .6, .8, 0]; L = −½ Σ r = −.385.
+/// Bonds S·W': B01 = B02 = 20, B10 = 6, B12 = 12, B20 = 4, B21 = 10, B32 = 5;
+/// columns 10, 30, 37, so D_0 = 20/30·I_1 + 20/37·I_2, D_1 = 6/10·I_0 + 12/37·I_2,
+/// D_2 = 4/10·I_0 + 10/30·I_1, D_3 = 5/37·I_2.
+#[test]
+fn median_clip_by_hand() {
+    let e = edges(&[
+        (0, 1, 0.5),
+        (0, 2, 0.5),
+        (1, 0, 0.6),
+        (1, 2, 0.4),
+        (2, 0, 0.2),
+        (2, 1, 0.8),
+        (3, 2, 1.0),
+    ]);
+    let stake = [40, 30, 20, 10];
+    let p = median_clip();
+    let o = run_with(&p, &stake, &e, &Bonds::default(), 1);
+    assert_eq!(o.consensus, vec![0.2, 0.5, 0.5, 0.0]);
+    let r = [0.10, 0.30, 0.37, 0.0];
+    for j in 0..4 {
+        close(o.rank[j], r[j]);
+    }
+    for (j, t) in [0.5, 0.6, 0.8, 0.0].iter().enumerate() {
+        close(o.trust[j], *t);
+    }
+    let inc: Vec<f64> = r.iter().map(|v| v / 0.77).collect();
+    for j in 0..4 {
+        close(o.incentive[j], inc[j]);
+    }
+    assert_eq!(o.bonds.holder, vec![0, 0, 1, 1, 2, 2, 3]);
+    assert_eq!(o.bonds.peer, vec![1, 2, 0, 2, 0, 1, 2]);
+    let want = [20.0, 20.0, 6.0, 12.0, 4.0, 10.0, 5.0];
+    for (b, w) in o.bonds.bond.iter().zip(want) {
+        close(*b, w);
+    }
+    let d = [
+        20.0 / 30.0 * inc[1] + 20.0 / 37.0 * inc[2],
+        0.6 * inc[0] + 12.0 / 37.0 * inc[2],
+        0.4 * inc[0] + inc[1] / 3.0,
+        5.0 / 37.0 * inc[2],
+    ];
+    for i in 0..4 {
+        close(o.dividends[i], d[i]);
+    }
+    close(o.loss, -0.385);
+    assert_eq!(o.k_next, 1);
+    assert_eq!(o.emission.iter().sum::<u64>(), 1_000_000_000);
+    plans_match_loops_with(&p, &stake, &e, &Bonds::default(), 1);
+    // The sigmoid on the same rows pays column 3 nothing too, but clips nothing.
+    let s = run(&stake, &e, &Bonds::default(), 1);
+    close(s.rank[0], 0.3 * 0.6 + 0.2 * 0.2);
+}
+
+/// Two honest peers (26 + 25 of 100) and a disjoint cabal (25 + 24), each
+/// side weighting only itself: no column has 50 of stake behind it, so every
+/// weight is clipped to 0 and nothing is minted (the market freezes), where
+/// the sigmoid pays both sides.
+#[test]
+fn median_clip_freezes_two_minorities() {
+    let e = edges(&[(0, 1, 1.0), (1, 0, 1.0), (2, 3, 1.0), (3, 2, 1.0)]);
+    let stake = [26, 25, 25, 24];
+    let p = median_clip();
+    let o = run_with(&p, &stake, &e, &Bonds::default(), 1);
+    assert_eq!(o.consensus, vec![0.0; 4]);
+    assert_eq!(o.emission, vec![0; 4]);
+    assert!(o.bonds.is_empty());
+    assert_eq!(o.loss, 0.0);
+    plans_match_loops_with(&p, &stake, &e, &Bonds::default(), 1);
+    // Ties at the crossing: peers 0 and 1 both weight 2 with .5 (S 26, 25):
+    // 51 ≥ 50 at the second, so c_2 = .5, whichever comes first.
+    let e = edges(&[(0, 2, 0.5), (0, 3, 0.5), (1, 2, 0.5), (1, 3, 0.5)]);
+    let o = run_with(&p, &stake, &e, &Bonds::default(), 1);
+    assert_eq!(o.consensus, vec![0.0, 0.0, 0.5, 0.5]);
+    assert_eq!(o.incentive, vec![0.0, 0.0, 0.5, 0.5]);
+    plans_match_loops_with(&p, &stake, &e, &Bonds::default(), 1);
+}
+
+/// The doubling peg: k 3 → 6 after a positive loss, capped at k_max, and
+/// from k = 0 it moves by peg_step.
+#[test]
+fn double_peg_rule() {
+    use faceblock_schemas::PegRule::{Double, DoubleCapped, Step, StepCapped};
+    let r = |any, majority| peg::Ranked { any, majority };
+    assert_eq!(peg::next_k_by(Double, 3, 0.1, 1, 1024, r(30, 0)), 6);
+    assert_eq!(peg::next_k_by(Double, 0, 0.1, 1, 1024, r(30, 0)), 1);
+    // peg_step = 0 is no peg, whatever the rule.
+    assert_eq!(peg::next_k_by(Double, 3, 0.1, 0, 1024, r(30, 0)), 3);
+    assert_eq!(peg::next_k_by(DoubleCapped, 3, 0.1, 0, 1024, r(30, 0)), 3);
+    assert_eq!(peg::next_k_by(Double, 600, 0.1, 1, 1024, r(3000, 0)), 1024);
+    assert_eq!(peg::next_k_by(Double, 3, -0.1, 1, 1024, r(30, 0)), 3);
+    assert_eq!(peg::next_k_by(Step, 3, 0.1, 2, 1024, r(30, 0)), 5);
+    // Capped: 20 ranked peers let k reach 19, not 32; the cap never lowers k.
+    assert_eq!(peg::next_k_by(DoubleCapped, 16, 0.1, 1, 1024, r(20, 0)), 19);
+    assert_eq!(peg::next_k_by(DoubleCapped, 4, 0.1, 1, 1024, r(20, 0)), 8);
+    assert_eq!(peg::next_k_by(StepCapped, 19, 0.1, 1, 1024, r(20, 0)), 19);
+    assert_eq!(peg::next_k_by(StepCapped, 25, 0.1, 1, 1024, r(20, 0)), 25);
+    assert_eq!(peg::next_k_by(StepCapped, 7, 0.1, 1, 1024, r(20, 0)), 8);
+    // 30 ranked, 20 of them majority-trusted: the cap is 19; one such peer
+    // alone does not cap.
+    assert_eq!(
+        peg::next_k_by(DoubleCapped, 16, 0.1, 1, 1024, r(30, 20)),
+        19
+    );
+    assert_eq!(peg::next_k_by(DoubleCapped, 16, 0.1, 1, 1024, r(30, 1)), 29);
+    // Through compute: the peg network of `peg_rises_after_positive_loss`.
+    let p = Params {
+        peg_rule: Double,
+        ..Params::default()
+    };
+    let o = run_with(
+        &p,
+        &[30, 0, 70],
+        &edges(&[(0, 1, 1.0)]),
+        &Bonds::default(),
+        4,
+    );
+    assert_eq!(o.k_next, 8);
+    // Capped, the same network ranks one peer (uid 1): k stays at 4.
+    let p = Params {
+        peg_rule: DoubleCapped,
+        ..Params::default()
+    };
+    let e = edges(&[(0, 1, 1.0)]);
+    let o = run_with(&p, &[30, 0, 70], &e, &Bonds::default(), 4);
+    assert!(o.loss > 0.0);
+    assert_eq!(o.k_next, 4);
+    plans_match_loops_with(&p, &[30, 0, 70], &e, &Bonds::default(), 4);
 }

@@ -10,7 +10,12 @@ use faceblock_schemas::{layout, Keypair, Store};
 
 use super::common::*;
 
-const PARAMS: &str = "k_initial = 2\nmax_weights = 3\nmax_submission_bytes = 4096\n";
+// The original SPEC 5.1 rule (`rows_meet_k = false`): a rejected submission
+// leaves the previous row in force even after the peg raises k past it (here
+// k goes 2 → 3 after epoch 0). The default withdraws such rows:
+// `rows_below_k_leave_force_by_default`.
+const PARAMS: &str =
+    "k_initial = 2\nmax_weights = 3\nmax_submission_bytes = 4096\nrows_meet_k = false\n";
 
 #[test]
 fn every_reason_code_is_recorded_and_honest_rows_survive() {
@@ -189,4 +194,39 @@ fn k_past_the_number_of_peers_asks_for_all_of_them() {
     );
     let rows = net.sql_csv("SELECT DISTINCT src FROM weights");
     assert_eq!(rows, vec![vec!["0".to_string()]]);
+}
+
+/// `rows_meet_k` (on by default): peer 0's one-entry row is the only row (a
+/// quarter of the stake behind peer 1, so L > 0 and k goes 1 → 2); at epoch 1
+/// it no longer meets k and leaves force, recorded as `below_k` under its own
+/// submission's name; nothing is minted.
+#[test]
+fn rows_below_k_leave_force_by_default() {
+    // The `step` peg (the default's cap would hold k at 1 here: one ranked peer).
+    let net = Net::new(4, &[100, 100, 100, 100], "peg_rule = \"step\"\n");
+    net.set(0, "1=1");
+    net.fb(&["epoch", "run"]).ok();
+    let out = net.fb(&["epoch", "run"]).ok();
+    assert!(out.stdout.contains("0 rows in force"), "{}", out.stdout);
+    assert!(out.stdout.contains("k 2 -> 2"), "{}", out.stdout);
+    let r = net.sql_csv("SELECT epoch, uid, object, reason, detail FROM rejections");
+    assert_eq!(
+        r,
+        vec![vec![
+            "1".to_string(),
+            "0".into(),
+            weights_path(0, 0),
+            "below_k".into(),
+            "row in force since epoch 0 sets 1 weights; k is now 2".into()
+        ]]
+    );
+    let we = net.sql_csv("SELECT epoch, weights_epoch FROM state WHERE uid = 0 ORDER BY epoch");
+    assert_eq!(
+        we,
+        vec![
+            vec!["0".to_string(), "0".into()],
+            vec!["1".into(), "".into()]
+        ]
+    );
+    net.fb(&["epoch", "verify", "--epoch", "1"]).ok();
 }

@@ -17,4 +17,5 @@ mod policy;
 mod recovery;
 mod s3;
 mod s3server;
+mod simulate;
 mod stores;
