@@ -319,6 +319,38 @@ pub fn verify_one(message: &[u8; 32], sig: &[u8; 64], key: &VerifyingKey) -> boo
     key.verify(message, &Signature::from_bytes(sig)).is_ok()
 }
 
+/// A peer's weight row for `epoch` as it goes into the store: its layout path
+/// and the signed Parquet bytes (signature and epoch in the metadata). Tools
+/// that write a network straight into a store (the benchmark generator, the
+/// simulator) use this so their files are exactly what a peer would write.
+pub fn signed_weights(
+    key: &Keypair,
+    network_id: [u8; 32],
+    epoch: u64,
+    uid: u32,
+    dst: &[u32],
+    weight: &[f64],
+) -> Result<(String, bytes::Bytes)> {
+    let batch = crate::schema::weights_batch(dst, weight);
+    let ctx = SignContext {
+        kind: Kind::Weights,
+        network_id,
+        epoch,
+        uid,
+    };
+    let sig = key.sign_batch(&ctx, &[], &batch);
+    let path = crate::layout::weights(epoch, uid);
+    let bytes = crate::parquet_io::encode(
+        &path,
+        &batch,
+        &[
+            (crate::schema::SIGNATURE_KEY, hex::encode(sig)),
+            (crate::schema::EPOCH_KEY, epoch.to_string()),
+        ],
+    )?;
+    Ok((path, bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,11 +17,8 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context};
 use clap::{Parser, Subcommand};
-use faceblock_schemas::schema::{weights_batch, EPOCH_KEY, SIGNATURE_KEY};
-use faceblock_schemas::signing::{Kind, SignContext};
-use faceblock_schemas::{
-    layout, parquet_io, Genesis, GenesisPeer, Keypair, NetworkFile, Params, Store,
-};
+use faceblock_schemas::signing;
+use faceblock_schemas::{layout, Genesis, GenesisPeer, Keypair, NetworkFile, Params, Store};
 use rayon::prelude::*;
 
 #[derive(Parser)]
@@ -167,23 +164,7 @@ fn generate(root: &Path, n: u32, k: u32, epoch: u64, share: f64) -> anyhow::Resu
     let who: Vec<u32> = (0..n).filter(|i| submits(*i, epoch, share)).collect();
     who.par_iter().try_for_each(|&i| -> anyhow::Result<()> {
         let (dst, w) = row(n, k, bases[i as usize], i, epoch);
-        let batch = weights_batch(&dst, &w);
-        let ctx = SignContext {
-            kind: Kind::Weights,
-            network_id: id,
-            epoch,
-            uid: i,
-        };
-        let sig = keys[i as usize].sign_batch(&ctx, &[], &batch);
-        let path = layout::weights(epoch, i);
-        let bytes = parquet_io::encode(
-            &path,
-            &batch,
-            &[
-                (SIGNATURE_KEY, hex::encode(sig)),
-                (EPOCH_KEY, epoch.to_string()),
-            ],
-        )?;
+        let (path, bytes) = signing::signed_weights(&keys[i as usize], id, epoch, i, &dst, &w)?;
         std::fs::write(root.join(&path), &bytes)?;
         Ok(())
     })?;

@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Float64Type, Int64Type};
-use faceblock_schemas::schema::{weights_batch, EPOCH_KEY, SIGNATURE_KEY};
-use faceblock_schemas::signing::{Kind, SignContext};
-use faceblock_schemas::{layout, parquet_io, Genesis, GenesisPeer, Keypair, NetworkFile, Store};
+use faceblock_schemas::signing;
+use faceblock_schemas::{layout, Genesis, GenesisPeer, Keypair, NetworkFile, Store};
 use tracing::Instrument;
 
 use super::agents::Agents;
@@ -237,23 +236,7 @@ async fn write_rows(
         if dst.is_empty() {
             continue;
         }
-        let batch = weights_batch(&dst, &w);
-        let ctx = SignContext {
-            kind: Kind::Weights,
-            network_id: id,
-            epoch,
-            uid: u,
-        };
-        let sig = key.sign_batch(&ctx, &[], &batch);
-        let path = layout::weights(epoch, u);
-        let bytes = parquet_io::encode(
-            &path,
-            &batch,
-            &[
-                (SIGNATURE_KEY, hex::encode(sig)),
-                (EPOCH_KEY, epoch.to_string()),
-            ],
-        )?;
+        let (path, bytes) = signing::signed_weights(key, id, epoch, u, &dst, &w)?;
         store.put(&path, bytes).await?;
     }
     Ok(())
