@@ -481,8 +481,12 @@ fn simulate_frontier(
     // Each job runs on its own thread and one-thread runtime: parallel
     // scenarios, not parallel partitions, keep every core busy.
     // Off a terminal (no bar), one line per finished scenario on stderr.
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     let finished = std::sync::atomic::AtomicUsize::new(0);
-    let results = frontier::run_all(&all, jobs, |job| {
+    let write_failed = std::sync::Mutex::new(None);
+    let results = frontier::run_all(&all, jobs, |job, stats| {
         pb.inc(1);
         let n = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         if pb.is_hidden() {
@@ -493,16 +497,19 @@ fn simulate_frontier(
                 t.elapsed().as_secs_f64()
             );
         }
+        // Each scenario's CSV as soon as it is done: a stopped frontier keeps what it ran.
+        if let Some(dir) = out {
+            let p = dir.join(format!("{}.csv", job.scenario.name));
+            if let Err(e) = std::fs::write(&p, simulate::csv(stats)) {
+                *write_failed.lock().expect("lock") =
+                    Some(format!("cannot write {}: {e}", p.display()));
+            }
+        }
     })?;
     pb.finish_and_clear();
     let secs = t.elapsed().as_secs_f64();
-    if let Some(dir) = out {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        for (j, r) in all.iter().zip(&results) {
-            let p = dir.join(format!("{}.csv", j.scenario.name));
-            std::fs::write(&p, simulate::csv(r))
-                .with_context(|| format!("cannot write {}", p.display()))?;
-        }
+    if let Some(e) = write_failed.into_inner().expect("lock") {
+        anyhow::bail!(e);
     }
     let md = frontier::report(&spec, &all, &results);
     print!("{md}");

@@ -178,12 +178,13 @@ impl Spec {
     }
 }
 
-/// Runs every job on `threads` threads; `done` is called as each finishes
-/// (from the worker thread). Results come back in job order.
+/// Runs every job on `threads` threads; `done` is called with each job's
+/// results as it finishes (from the worker thread), so a long frontier can
+/// keep what it ran if it is stopped. Results come back in job order.
 pub fn run_all(
     jobs: &[Job],
     threads: usize,
-    done: impl Fn(&Job) + Sync,
+    done: impl Fn(&Job, &[EpochStats]) + Sync,
 ) -> Result<Vec<Vec<EpochStats>>> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Vec<EpochStats>>>> = Mutex::new(vec![None; jobs.len()]);
@@ -214,8 +215,8 @@ pub fn run_all(
                     });
                     match r {
                         Ok(stats) => {
+                            done(job, &stats);
                             results.lock().expect("lock")[i] = Some(stats);
-                            done(job);
                         }
                         Err(e) => {
                             let msg = format!("scenario {}: {e}", job.scenario.name);
