@@ -150,14 +150,10 @@ pub async fn read_exchange(
     let mut out = Exchange::default();
     let t = Instant::now();
     let dir = layout::exchange_dir(epoch);
-    let listed = store.list(&dir).await?;
+    let listed = super::list_inputs(store, &dir, only).await?;
     let mut to_read = Vec::new();
     let mut objs: HashMap<String, Obj> = HashMap::new();
-    for meta in listed {
-        let object = store.relative(&meta.location);
-        if only.is_some_and(|o| !o.contains_key(&object)) {
-            continue;
-        }
+    for (object, meta) in listed {
         let rel = object
             .strip_prefix(&format!("{dir}/"))
             .unwrap_or(&object)

@@ -13,7 +13,9 @@ use crate::reason::Reason;
 use crate::registry::Registry;
 use crate::Result;
 
-use super::{decode_guarded, fetch_all, reject, Fetched, InputObject, Recorded, Rejection};
+use super::{
+    decode_guarded, fetch_all, list_inputs, reject, Fetched, InputObject, Recorded, Rejection,
+};
 
 /// A checked join request.
 #[derive(Debug, Clone)]
@@ -34,17 +36,11 @@ pub async fn read_join_requests(
     registry: &Registry,
     only: Option<&Recorded>,
 ) -> Result<(Vec<JoinRequest>, Vec<Rejection>, Vec<InputObject>)> {
-    let listed = store.list(layout::JOIN_REQUESTS).await?;
+    let listed = list_inputs(store, layout::JOIN_REQUESTS, only).await?;
     let mut objects = Vec::new();
     let mut rejections = Vec::new();
     let mut inputs = Vec::new();
-    for meta in listed {
-        let object = store.relative(&meta.location);
-        if let Some(only) = only {
-            if !only.contains_key(&object) {
-                continue;
-            }
-        }
+    for (object, meta) in listed {
         let name = object.rsplit('/').next().unwrap_or("").to_string();
         let unread_input = |inputs: &mut Vec<InputObject>| {
             inputs.push(InputObject::unread(object.clone(), None, "join", meta.size))

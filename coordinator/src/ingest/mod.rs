@@ -95,6 +95,22 @@ pub(crate) fn reject(
     }
 }
 
+/// Lists `dir` as (layout path, object), keeping only the objects `verify`
+/// recorded when `only` is given: every input kind filters its listing the same way.
+pub(crate) async fn list_inputs(
+    store: &Store,
+    dir: &str,
+    only: Option<&Recorded>,
+) -> Result<Vec<(String, object_store::ObjectMeta)>> {
+    Ok(store
+        .list(dir)
+        .await?
+        .into_iter()
+        .map(|meta| (store.relative(&meta.location), meta))
+        .filter(|(object, _)| only.is_none_or(|o| o.contains_key(object)))
+        .collect())
+}
+
 /// Concurrent fetches; a file that vanished since listing is treated as absent.
 pub async fn fetch_all(
     store: &Store,

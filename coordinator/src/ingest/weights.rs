@@ -18,8 +18,8 @@ use crate::registry::{Peer, Registry};
 use crate::Result;
 
 use super::{
-    decode_guarded, fetch_all, reject, unread_reason, verify_batched, Fetched, InputObject,
-    Recorded, Rejection,
+    decode_guarded, fetch_all, list_inputs, reject, unread_reason, verify_batched, Fetched,
+    InputObject, Recorded, Rejection,
 };
 
 /// Where an accepted row's weights come from.
@@ -67,17 +67,11 @@ pub async fn read_weights(
     let mut phases = crate::timing::Phases::default();
     let t = std::time::Instant::now();
     let dir = layout::weights_dir(epoch);
-    let listed = store.list(&dir).await?;
+    let listed = list_inputs(store, &dir, only).await?;
     let mut out = Ingested::default();
     let mut to_read = Vec::new();
     let mut sizes = HashMap::new();
-    for meta in listed {
-        let object = store.relative(&meta.location);
-        if let Some(only) = only {
-            if !only.contains_key(&object) {
-                continue;
-            }
-        }
+    for (object, meta) in listed {
         let name = object.strip_prefix(&format!("{dir}/")).unwrap_or(&object);
         let Some(uid) = layout::parse_uid_file(name) else {
             out.rejections.push(reject(
