@@ -282,12 +282,19 @@ pub async fn open_epoch(ledger: &Ledger) -> Result<u64> {
 
 /// `faceblock epoch run`.
 pub async fn run(store: &Store, opts: &RunOptions) -> Result<Outcome> {
+    run_on(&Ledger::new(store.clone()), opts).await
+}
+
+/// [`run`] on a ledger whose table handles a caller keeps between epochs
+/// (the simulator, a long-lived coordinator): each epoch then reads only the
+/// commits that followed the last one.
+pub async fn run_on(ledger: &Ledger, opts: &RunOptions) -> Result<Outcome> {
+    let store = ledger.store();
     let net = NetworkFile::load(store).await?;
-    let ledger = Ledger::new(store.clone());
-    let open = open_epoch(&ledger).await?;
+    let open = open_epoch(ledger).await?;
     let epoch = match opts.epoch {
         Some(e) if e < open => {
-            publish(store, &net, &ledger, open - 1).await?;
+            publish(store, &net, ledger, open - 1).await?;
             return Ok(Outcome::AlreadyCommitted { epoch: e });
         }
         Some(e) if e > open => {
@@ -302,13 +309,13 @@ pub async fn run(store: &Store, opts: &RunOptions) -> Result<Outcome> {
     if let Some(claim) = ledger.claim(epoch).await? {
         info!(run = %claim.run, "finishing epoch claimed by an earlier run");
         ledger.commit_claim(&claim).await?;
-        publish(store, &net, &ledger, epoch).await?;
+        publish(store, &net, ledger, epoch).await?;
         return Ok(Outcome::Finished {
             epoch,
             digest: claim.digest,
         });
     }
-    let mut p = prepare(store, &net, &ledger, epoch, opts.partitions, None).await?;
+    let mut p = prepare(store, &net, ledger, epoch, opts.partitions, None).await?;
     let t = Instant::now();
     let now = chrono::Utc::now().timestamp_micros();
     let mut claim = Claim {
@@ -335,7 +342,7 @@ pub async fn run(store: &Store, opts: &RunOptions) -> Result<Outcome> {
     }
     ledger.put_claim(&claim).await?;
     ledger.commit_claim(&claim).await?;
-    publish(store, &net, &ledger, epoch).await?;
+    publish(store, &net, ledger, epoch).await?;
     p.phases.commit = t.elapsed();
     info!(digest = %p.digest, timings = %p.phases.summary(), "epoch committed");
     Ok(Outcome::Committed {
@@ -353,7 +360,9 @@ pub async fn publish(store: &Store, net: &NetworkFile, ledger: &Ledger, epoch: u
     use arrow::datatypes::Int64Type;
     use faceblock_schemas::head::{Head, UidMarker};
     use faceblock_schemas::layout;
-    let ctx = ledger.session(Some(epoch), 1).await?;
+    let ctx = ledger
+        .session_of(&["epochs", "registry"], Some(epoch), 1)
+        .await?;
     let k = crate::ledger::epochs::read(&ctx, epoch).await?.k_next;
     let head = Head {
         open_epoch: epoch + 1,

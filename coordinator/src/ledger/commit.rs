@@ -58,7 +58,8 @@ impl Ledger {
         if batches.iter().all(|b| b.num_rows() == 0) {
             return Ok(vec![]);
         }
-        let t = self.table(table).await?;
+        // Only the schema and partitioning are needed to write files.
+        let t = self.table_as_seen(table).await?;
         let err = |source| Error::Ledger {
             table: table.to_string(),
             source,
@@ -121,7 +122,14 @@ impl Ledger {
         };
         let mut last_error = None;
         for attempt in 0..20u32 {
-            let t = self.table(name).await?;
+            // The handle as last seen is usually current (the run read every
+            // table to prepare); if not, the commit finds the next log version
+            // taken and the retry reloads.
+            let t = if attempt == 0 {
+                self.table_as_seen(name).await?
+            } else {
+                self.table(name).await?
+            };
             if self.table_epoch(&t).await?.is_some_and(|v| v >= epoch) {
                 return Ok(());
             }

@@ -28,9 +28,15 @@ use crate::{Error, Result};
 pub const APP_ID: &str = "faceblock";
 
 /// Access to the ledger tables of one store.
+///
+/// Table handles are kept and brought forward with only the commits that
+/// followed (`update_incremental`), so a coordinator or simulator that closes
+/// epoch after epoch replays each commit once, not every table's log from its
+/// last checkpoint on every read.
 #[derive(Debug, Clone)]
 pub struct Ledger {
     store: Store,
+    handles: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, DeltaTable>>>,
 }
 
 fn ledger_err(table: &str) -> impl FnOnce(deltalake::DeltaTableError) -> Error + '_ {
@@ -44,7 +50,10 @@ impl Ledger {
     /// Opens the ledger of a store (tables are created by `init`).
     pub fn new(store: Store) -> Self {
         deltalake::aws::register_handlers(None);
-        Self { store }
+        Self {
+            store,
+            handles: Default::default(),
+        }
     }
 
     /// The store.
@@ -68,9 +77,52 @@ impl Ledger {
             .map_err(|e| Error::Corrupt(format!("ledger/{table}: bad path {url}: {e}")))
     }
 
-    /// Loads a table at its latest version.
+    /// A table as this ledger last saw it (loaded now if never seen): for
+    /// what needs only its schema, or where a stale version is caught anyway
+    /// (a commit conditional on the next log version).
+    pub async fn table_as_seen(&self, table: &str) -> Result<DeltaTable> {
+        let kept = self
+            .handles
+            .lock()
+            .expect("ledger handles")
+            .get(table)
+            .cloned();
+        match kept {
+            Some(t) => Ok(t),
+            None => self.table(table).await,
+        }
+    }
+
+    /// A table at its latest version.
     pub async fn table(&self, table: &str) -> Result<DeltaTable> {
-        self.builder(table)?.load().await.map_err(ledger_err(table))
+        let kept = self
+            .handles
+            .lock()
+            .expect("ledger handles")
+            .get(table)
+            .cloned();
+        let t = match kept {
+            Some(mut t) => match t.update_incremental(None).await {
+                Ok(()) => t,
+                // A log that moved in a way a forward update cannot follow
+                // (a table recreated underneath): load it afresh.
+                Err(_) => self
+                    .builder(table)?
+                    .load()
+                    .await
+                    .map_err(ledger_err(table))?,
+            },
+            None => self
+                .builder(table)?
+                .load()
+                .await
+                .map_err(ledger_err(table))?,
+        };
+        self.handles
+            .lock()
+            .expect("ledger handles")
+            .insert(table.to_string(), t.clone());
+        Ok(t)
     }
 
     /// Creates every table that does not exist yet (idempotent).
@@ -90,6 +142,12 @@ impl Ledger {
                 .with_table_name(name)
                 .with_columns(kernel.fields().cloned())
                 .with_partition_columns(["epoch"])
+                // Files are one epoch's partition each, pruned by `epoch`;
+                // column statistics only slow every snapshot read.
+                .with_configuration_property(
+                    deltalake::TableProperty::DataSkippingNumIndexedCols,
+                    Some("0"),
+                )
                 .with_save_mode(deltalake::protocol::SaveMode::Ignore)
                 .await;
             if let Err(e) = r {
@@ -128,6 +186,24 @@ impl Ledger {
     /// ([`crate::math::udf::register`]) and the views
     /// [`tables::VIEWS`] over them (rows and bonds in force at every epoch).
     pub async fn session(&self, upto: Option<u64>, partitions: usize) -> Result<SessionContext> {
+        let ctx = self.session_of(&tables::TABLES, upto, partitions).await?;
+        for (name, sql) in tables::VIEWS {
+            ctx.sql(&format!("CREATE VIEW {name} AS {sql}"))
+                .await?
+                .collect()
+                .await?;
+        }
+        Ok(ctx)
+    }
+
+    /// [`Ledger::session`] with only the named tables (and no views): for
+    /// readers that need one or two tables, each table costs a snapshot read.
+    pub async fn session_of(
+        &self,
+        names: &[&str],
+        upto: Option<u64>,
+        partitions: usize,
+    ) -> Result<SessionContext> {
         let cfg = datafusion::prelude::SessionConfig::new()
             .with_target_partitions(partitions.max(1))
             .with_information_schema(true);
@@ -135,7 +211,9 @@ impl Ledger {
         crate::math::udf::register(&ctx);
         let limit = upto.map(|e| e as i64).unwrap_or(-1);
         let mut registered = false;
-        for name in tables::TABLES {
+        for &name in names {
+            let schema = tables::schema(name)
+                .ok_or_else(|| Error::Corrupt(format!("no ledger table named {name}")))?;
             let t = self.table(name).await?;
             let files = files::LedgerFiles::new(&self.store, name, &t, &self.table_root(name)?)?;
             if !registered {
@@ -146,12 +224,7 @@ impl Ledger {
             }
             let raw = format!("__ledger_{name}");
             ctx.register_table(raw.as_str(), std::sync::Arc::new(files))?;
-            let columns: Vec<String> = tables::schema(name)
-                .expect("known table")
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
+            let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
             ctx.sql(&format!(
                 "CREATE VIEW {name} AS SELECT {} FROM {raw} WHERE epoch <= {limit}",
                 columns.join(", ")
@@ -159,12 +232,6 @@ impl Ledger {
             .await?
             .collect()
             .await?;
-        }
-        for (name, sql) in tables::VIEWS {
-            ctx.sql(&format!("CREATE VIEW {name} AS {sql}"))
-                .await?
-                .collect()
-                .await?;
         }
         Ok(ctx)
     }

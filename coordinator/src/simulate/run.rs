@@ -180,8 +180,8 @@ pub async fn run(
         let mut out = Vec::with_capacity(scenario.epochs as usize);
         for e in 0..scenario.epochs {
             write_rows(store, &net, &keys, &agents, e, k, &consensus).await?;
-            let row = match epoch::run(
-                store,
+            let row = match epoch::run_on(
+                &ledger,
                 &RunOptions {
                     epoch: Some(e),
                     partitions,
@@ -249,19 +249,10 @@ async fn read_epoch(
     partitions: usize,
     scenario: &Scenario,
 ) -> Result<(EpochStats, Vec<f64>)> {
-    // Only the two tables read, not a whole ledger session: a third of the
-    // table loads of an epoch otherwise.
-    let cfg = datafusion::prelude::SessionConfig::new().with_target_partitions(partitions.max(1));
-    let ctx = datafusion::prelude::SessionContext::new_with_config(cfg);
-    for name in ["state", "rejections"] {
-        let t = ledger.table(name).await?;
-        t.update_datafusion_session(&ctx.state())
-            .map_err(|source| Error::Ledger {
-                table: name.to_string(),
-                source,
-            })?;
-        ctx.register_table(name, t.table_provider().await?)?;
-    }
+    // Only the two tables read, not a whole ledger session.
+    let ctx = ledger
+        .session_of(&["state", "rejections"], Some(e), partitions)
+        .await?;
     let m = &scenario.market;
     let mut groups = [GroupStats::default(); 4];
     let mut incentive = vec![0.0; m.peers() as usize];
