@@ -134,6 +134,10 @@ enum Command {
         /// Also write the frontier's Markdown tables to this file.
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
+        /// With --frontier --out DIR: keep the scenarios whose CSV in DIR is
+        /// complete (a stopped frontier goes on where it stopped) and run the rest.
+        #[arg(long, requires = "out", requires = "frontier")]
+        resume: bool,
     },
     /// Print the IAM policy (JSON) of one role on a shared bucket (AWS S3,
     /// MinIO): give each peer and the coordinator credentials of their own
@@ -279,11 +283,12 @@ async fn run(cli: Cli, partitions: usize) -> anyhow::Result<ExitCode> {
         frontier,
         jobs,
         report,
+        resume,
     } = &cli.command
     {
         let jobs = jobs.unwrap_or(partitions);
         if *frontier {
-            simulate_frontier(file, out.as_deref(), jobs, report.as_deref())?;
+            simulate_frontier(file, out.as_deref(), jobs, report.as_deref(), *resume)?;
         } else {
             simulate_one(&cli.store, file, out.as_deref(), partitions).await?;
         }
@@ -467,17 +472,44 @@ fn simulate_frontier(
     out: Option<&std::path::Path>,
     jobs: usize,
     report: Option<&std::path::Path>,
+    resume: bool,
 ) -> anyhow::Result<()> {
     use faceblock_coordinator::simulate::{self, frontier};
     let spec = frontier::Spec::load(file)?;
     let all = spec.jobs()?;
+    // Scenarios a stopped run finished: their CSVs, complete, in --out.
+    let mut kept: Vec<Option<Vec<simulate::EpochStats>>> = vec![None; all.len()];
+    if let (true, Some(dir)) = (resume, out) {
+        for (i, job) in all.iter().enumerate() {
+            let p = dir.join(format!("{}.csv", job.scenario.name));
+            let Ok(text) = std::fs::read_to_string(&p) else {
+                continue;
+            };
+            let stats = simulate::parse_csv(&text, &p.display().to_string())?;
+            if stats.len() as u64 == spec.epochs {
+                kept[i] = Some(stats);
+            }
+        }
+    }
+    let todo: Vec<usize> = (0..all.len()).filter(|i| kept[*i].is_none()).collect();
     eprintln!(
-        "{} scenarios of {} epochs, {jobs} at a time",
+        "{} scenarios of {} epochs, {jobs} at a time{}",
         all.len(),
-        spec.epochs
+        spec.epochs,
+        if resume {
+            format!(
+                " ({} kept from {}, {} to run)",
+                all.len() - todo.len(),
+                out.map(|d| d.display().to_string()).unwrap_or_default(),
+                todo.len()
+            )
+        } else {
+            String::new()
+        }
     );
+    let run_jobs: Vec<frontier::Job> = todo.iter().map(|i| all[*i].clone()).collect();
     let t = std::time::Instant::now();
-    let pb = sim_bar(all.len() as u64, "scenarios");
+    let pb = sim_bar(run_jobs.len() as u64, "scenarios");
     // Each job runs on its own thread and one-thread runtime: parallel
     // scenarios, not parallel partitions, keep every core busy.
     // Off a terminal (no bar), one line per finished scenario on stderr.
@@ -486,13 +518,13 @@ fn simulate_frontier(
     }
     let finished = std::sync::atomic::AtomicUsize::new(0);
     let write_failed = std::sync::Mutex::new(None);
-    let results = frontier::run_all(&all, jobs, |job, stats| {
+    let ran = frontier::run_all(&run_jobs, jobs, |job, stats| {
         pb.inc(1);
         let n = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         if pb.is_hidden() {
             eprintln!(
                 "[{n}/{}] {} done at {:.0} s",
-                all.len(),
+                run_jobs.len(),
                 job.scenario.name,
                 t.elapsed().as_secs_f64()
             );
@@ -511,12 +543,16 @@ fn simulate_frontier(
     if let Some(e) = write_failed.into_inner().expect("lock") {
         anyhow::bail!(e);
     }
+    for (i, stats) in todo.into_iter().zip(ran) {
+        kept[i] = Some(stats);
+    }
+    let results: Vec<_> = kept.into_iter().map(Option::unwrap_or_default).collect();
     let md = frontier::report(&spec, &all, &results);
     print!("{md}");
     println!(
-        "{} scenarios in {secs:.1} s ({:.2} s per scenario per job slot)",
-        all.len(),
-        secs * jobs.min(all.len()).max(1) as f64 / all.len().max(1) as f64
+        "{} scenarios run in {secs:.1} s ({:.2} s per scenario per job slot)",
+        run_jobs.len(),
+        secs * jobs.min(run_jobs.len()).max(1) as f64 / run_jobs.len().max(1) as f64
     );
     if let Some(p) = report {
         std::fs::write(p, &md).with_context(|| format!("cannot write {}", p.display()))?;

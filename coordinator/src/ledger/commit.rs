@@ -148,7 +148,14 @@ impl Ledger {
                 .build(Some(snapshot), t.log_store(), op)
                 .await;
             match r {
-                Ok(_) => return Ok(()),
+                Ok(done) => {
+                    // The commit already brought a snapshot to the new
+                    // version: keep it rather than read the log again.
+                    let mut t = t;
+                    t.state = Some(done.snapshot());
+                    self.keep(name, t);
+                    return Ok(());
+                }
                 Err(e) => {
                     tracing::debug!(table = name, epoch, attempt, error = %e, "commit lost a race; re-checking");
                     last_error = Some(e);

@@ -118,11 +118,16 @@ impl Ledger {
                 .await
                 .map_err(ledger_err(table))?,
         };
+        self.keep(table, t.clone());
+        Ok(t)
+    }
+
+    /// Remembers a table handle as this ledger's latest view of it.
+    fn keep(&self, table: &str, t: DeltaTable) {
         self.handles
             .lock()
             .expect("ledger handles")
-            .insert(table.to_string(), t.clone());
-        Ok(t)
+            .insert(table.to_string(), t);
     }
 
     /// Creates every table that does not exist yet (idempotent).

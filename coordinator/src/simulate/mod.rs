@@ -11,5 +11,5 @@ pub mod frontier;
 pub mod run;
 pub mod scenario;
 
-pub use run::{csv, private_memory_store, EpochStats, GroupStats};
+pub use run::{csv, parse_csv, private_memory_store, EpochStats, GroupStats};
 pub use scenario::{Group, Market, Scenario};

@@ -255,4 +255,70 @@ fn frontier_runs_jobs_in_parallel() {
     assert!(md.contains("largest s that loses"), "{md}");
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 4);
     assert!(r.stdout.contains(&md), "{}", r.stdout);
+
+    // A stopped frontier resumes: one CSV lost, one cut short; the two kept
+    // are not run again and the report is the same.
+    let lost = out.join("t0-a-k2-s10-seed1.csv");
+    let cut = out.join("t0-b-k2-s30-seed1.csv");
+    let kept = out.join("t0-a-k2-s30-seed1.csv");
+    std::fs::remove_file(&lost).unwrap();
+    let text = std::fs::read_to_string(&cut).unwrap();
+    std::fs::write(&cut, text.lines().take(2).collect::<Vec<_>>().join("\n")).unwrap();
+    let before = std::fs::metadata(&kept).unwrap().modified().unwrap();
+    let again = dir.path().join("again.md");
+    let r = fb(
+        "",
+        &[
+            "simulate",
+            "--frontier",
+            f.to_str().unwrap(),
+            "--jobs",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+            "--report",
+            again.to_str().unwrap(),
+            "--resume",
+        ],
+    )
+    .ok();
+    assert!(
+        r.stderr.contains("(2 kept from") && r.stderr.contains("2 to run)"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("2 scenarios run in"), "{}", r.stdout);
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), md);
+    assert_eq!(
+        std::fs::metadata(&kept).unwrap().modified().unwrap(),
+        before
+    );
+    assert!(std::fs::read_to_string(&lost).unwrap().lines().count() == 3);
+
+    // A file that is not a simulate CSV is an error, not a silent rerun.
+    std::fs::write(&kept, "uid,stake\n1,2\n").unwrap();
+    let r = fb(
+        "",
+        &[
+            "simulate",
+            "--frontier",
+            f.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--resume",
+        ],
+    );
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("t0-a-k2-s30-seed1.csv:1") && r.stderr.contains("header differs"),
+        "{}",
+        r.stderr
+    );
+    // --resume without --out says what it needs.
+    let r = fb(
+        "",
+        &["simulate", "--frontier", f.to_str().unwrap(), "--resume"],
+    );
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("--out"), "{}", r.stderr);
 }
