@@ -248,6 +248,14 @@ fn share_after(stats: &[EpochStats], epochs: u64) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// Whether a cabal that started at stake share `s` ended below it. Shares
+/// are stake ratios in f64 (and six decimals when read back from a CSV),
+/// so a frozen market, where no stake moved, ends within 10^-6 of `s`: that
+/// is not a loss.
+pub fn loses_share(end: f64, s: f64) -> bool {
+    end < s - 1e-6
+}
+
 fn pct(x: f64) -> String {
     format!("{:.0}", x * 100.0)
 }
@@ -332,7 +340,7 @@ pub fn report(spec: &Spec, jobs: &[Job], results: &[Vec<EpochStats>]) -> String 
                             let text: Vec<String> =
                                 spec.checkpoints.iter().map(|c| pct(worst(*c))).collect();
                             line.push_str(&format!(" {} |", text.join(" → ")));
-                            if worst(spec.epochs) < s {
+                            if loses_share(worst(spec.epochs), s) {
                                 loses.push(s);
                             }
                             if runs
@@ -402,4 +410,20 @@ pub fn report(spec: &Spec, jobs: &[Job], results: &[Vec<EpochStats>]) -> String 
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loses_share;
+
+    #[test]
+    fn a_frozen_market_is_not_a_loss() {
+        // 0.1 as three stakes summed and divided: a hair under 0.1.
+        let frozen = (1e9 + 1e9 + 1e9) / 3e10 - 1e-12;
+        assert!(!loses_share(frozen, 0.10));
+        assert!(!loses_share(0.100000, 0.10));
+        assert!(loses_share(0.0999, 0.10));
+        assert!(loses_share(0.07, 0.49));
+        assert!(!loses_share(0.51, 0.49));
+    }
 }
