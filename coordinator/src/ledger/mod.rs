@@ -81,12 +81,7 @@ impl Ledger {
     /// what needs only its schema, or where a stale version is caught anyway
     /// (a commit conditional on the next log version).
     pub async fn table_as_seen(&self, table: &str) -> Result<DeltaTable> {
-        let kept = self
-            .handles
-            .lock()
-            .expect("ledger handles")
-            .get(table)
-            .cloned();
+        let kept = self.kept(table);
         match kept {
             Some(t) => Ok(t),
             None => self.table(table).await,
@@ -95,12 +90,7 @@ impl Ledger {
 
     /// A table at its latest version.
     pub async fn table(&self, table: &str) -> Result<DeltaTable> {
-        let kept = self
-            .handles
-            .lock()
-            .expect("ledger handles")
-            .get(table)
-            .cloned();
+        let kept = self.kept(table);
         let t = match kept {
             Some(mut t) => match t.update_incremental(None).await {
                 Ok(()) => t,
@@ -120,6 +110,15 @@ impl Ledger {
         };
         self.keep(table, t.clone());
         Ok(t)
+    }
+
+    /// The handle this ledger last saw for a table, if any.
+    fn kept(&self, table: &str) -> Option<DeltaTable> {
+        self.handles
+            .lock()
+            .expect("ledger handles")
+            .get(table)
+            .cloned()
     }
 
     /// Remembers a table handle as this ledger's latest view of it.

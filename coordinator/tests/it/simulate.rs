@@ -226,9 +226,9 @@ fn frontier_runs_jobs_in_parallel() {
     .unwrap();
     let out = dir.path().join("csv");
     let report = dir.path().join("tiny.md");
-    let r = fb(
-        "",
-        &[
+    // The tiny frontier into `out`, with a report; `more` appended.
+    let frontier = |report: &std::path::Path, more: &[&str]| {
+        let mut args = vec![
             "simulate",
             "--frontier",
             f.to_str().unwrap(),
@@ -238,9 +238,11 @@ fn frontier_runs_jobs_in_parallel() {
             out.to_str().unwrap(),
             "--report",
             report.to_str().unwrap(),
-        ],
-    )
-    .ok();
+        ];
+        args.extend_from_slice(more);
+        fb("", &args)
+    };
+    let r = frontier(&report, &[]).ok();
     assert!(
         r.stderr.contains("4 scenarios of 2 epochs, 2 at a time"),
         "{}",
@@ -266,22 +268,7 @@ fn frontier_runs_jobs_in_parallel() {
     std::fs::write(&cut, text.lines().take(2).collect::<Vec<_>>().join("\n")).unwrap();
     let before = std::fs::metadata(&kept).unwrap().modified().unwrap();
     let again = dir.path().join("again.md");
-    let r = fb(
-        "",
-        &[
-            "simulate",
-            "--frontier",
-            f.to_str().unwrap(),
-            "--jobs",
-            "2",
-            "--out",
-            out.to_str().unwrap(),
-            "--report",
-            again.to_str().unwrap(),
-            "--resume",
-        ],
-    )
-    .ok();
+    let r = frontier(&again, &["--resume"]).ok();
     assert!(
         r.stderr.contains("(2 kept from") && r.stderr.contains("2 to run)"),
         "{}",
@@ -297,17 +284,7 @@ fn frontier_runs_jobs_in_parallel() {
 
     // A file that is not a simulate CSV is an error, not a silent rerun.
     std::fs::write(&kept, "uid,stake\n1,2\n").unwrap();
-    let r = fb(
-        "",
-        &[
-            "simulate",
-            "--frontier",
-            f.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--resume",
-        ],
-    );
+    let r = frontier(&dir.path().join("bad.md"), &["--resume"]);
     assert_ne!(r.code, 0);
     assert!(
         r.stderr.contains("t0-a-k2-s30-seed1.csv:1") && r.stderr.contains("header differs"),
