@@ -30,9 +30,10 @@ pub const APP_ID: &str = "faceblock";
 /// Access to the ledger tables of one store.
 ///
 /// Table handles are kept and brought forward with only the commits that
-/// followed (`update_incremental`), so a coordinator or simulator that closes
-/// epoch after epoch replays each commit once, not every table's log from its
-/// last checkpoint on every read.
+/// followed (`update_incremental`), and a commit's own snapshot is kept, so
+/// a coordinator or simulator that closes epoch after epoch does not reload
+/// every table at every read. (Delta still rebuilds a table's file list on
+/// each update, so that cost grows with the table's files.)
 #[derive(Debug, Clone)]
 pub struct Ledger {
     store: Store,
