@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context};
 use clap::{Parser, Subcommand};
+use faceblock_coordinator::math;
 use faceblock_schemas::signing;
 use faceblock_schemas::{layout, Genesis, GenesisPeer, Keypair, NetworkFile, Params, Store};
 use rayon::prelude::*;
@@ -72,6 +73,23 @@ enum Cmd {
         /// Share of peers that resubmit in the second timed epoch.
         #[arg(long, default_value_t = 0.01)]
         few: f64,
+    },
+    /// Time SPEC 5.2 alone, in process, on epoch 1 of the generated shape
+    /// (every row new, epoch 0's bonds carried): the plans, plan by plan,
+    /// and the loops that are their oracle, checked bit for bit.
+    Arith {
+        /// Peers.
+        #[arg(long)]
+        peers: u32,
+        /// Weights per row.
+        #[arg(long)]
+        weights: u32,
+        /// DataFusion partitions and threads (default: the cores).
+        #[arg(long)]
+        partitions: Option<usize>,
+        /// Timed runs of the plans.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
 }
 
@@ -169,6 +187,87 @@ fn generate(root: &Path, n: u32, k: u32, epoch: u64, share: f64) -> anyhow::Resu
         Ok(())
     })?;
     Ok(who.len())
+}
+
+/// Epoch `epoch`'s rows in force for the generated shape, normalised, in
+/// index space (uid = index).
+fn edges_at(n: u32, k: u32, bases: &[u32], epoch: u64) -> math::Edges {
+    let mut e = math::Edges::default();
+    for i in 0..n {
+        let (dst, w) = row(n, k, bases[i as usize], i, epoch);
+        let mut pairs: Vec<(u32, f64)> = dst.into_iter().zip(w).collect();
+        pairs.sort_by_key(|p| p.0);
+        let sum: f64 = pairs.iter().map(|p| p.1).sum();
+        for (d, w) in pairs {
+            e.src.push(i);
+            e.dst.push(d);
+            e.weight.push(w / sum);
+        }
+    }
+    e
+}
+
+fn arith(n: u32, k: u32, partitions: Option<usize>, runs: usize) -> anyhow::Result<()> {
+    ensure!(n > k + 2, "need more peers than weights per row plus 2");
+    let threads = partitions.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|p| p.get())
+            .unwrap_or(1)
+    });
+    let (stake, bases) = shape(n, k);
+    let params = Params::default();
+    let t = Instant::now();
+    let e0 = edges_at(n, k, &bases, 0);
+    let e1 = edges_at(n, k, &bases, 1);
+    let none = vec![false; n as usize];
+    let s0 = math::Segments::default().advance(0, &stake, &e0, &none);
+    let s1 = s0.advance(1, &stake, &e1, &none);
+    drop((e0, s0));
+    println!(
+        "{n} peers x {k} weights: {} edges, {} bond entries (built in {:.1} s), {threads} partitions",
+        e1.len(),
+        s1.len(),
+        t.elapsed().as_secs_f64()
+    );
+    let input = math::Input {
+        params: &params,
+        k: params.k_initial,
+        stake: &stake,
+        edges: &e1,
+        segments: &s1,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()?;
+    let mut planned = None;
+    for run in 0..runs.max(1) {
+        let t = Instant::now();
+        let (out, times) = rt.block_on(async {
+            let ctx = math::plans::session(threads);
+            math::plans::compute_timed(&ctx, &input, threads).await
+        })?;
+        let parts: Vec<String> = times
+            .iter()
+            .map(|(name, d)| format!("{name} {:.0}", d.as_secs_f64() * 1e3))
+            .collect();
+        println!(
+            "plans, run {}: {:.0} ms ({})",
+            run + 1,
+            t.elapsed().as_secs_f64() * 1e3,
+            parts.join(", ")
+        );
+        planned = Some(out);
+    }
+    let t = Instant::now();
+    let looped = math::compute(&input, threads);
+    println!("loops: {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+    ensure!(
+        planned.as_ref() == Some(&looped),
+        "the plans and the loops disagree"
+    );
+    println!("plans and loops agree bit for bit");
+    Ok(())
 }
 
 fn dir_bytes(p: &Path) -> u64 {
@@ -367,6 +466,12 @@ fn main() -> ExitCode {
             scipy,
             few,
         } => steady(peers, weights, dir, &python, &scipy, few),
+        Cmd::Arith {
+            peers,
+            weights,
+            partitions,
+            runs,
+        } => arith(peers, weights, partitions, runs),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

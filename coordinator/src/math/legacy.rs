@@ -11,7 +11,7 @@ const STAKE_FRAC: i32 = 16;
 
 /// The previous `compute`, from the previous epoch's bonds `prev` (it ignores
 /// `input.segments`).
-pub fn compute(input: &Input<'_>, prev: &Bonds) -> Output {
+pub fn compute(input: &Input<'_>, prev: &Bonds) -> (Output, Bonds) {
     let n = input.stake.len();
     let p = input.params;
     let e = input.edges;
@@ -61,7 +61,7 @@ pub fn compute(input: &Input<'_>, prev: &Bonds) -> Output {
         .map(|(r, c)| r * (c - 0.5))
         .collect();
     let loss = -fixed::sum(&terms, UNIT_FRAC);
-    Output {
+    let out = Output {
         stake_hat,
         stake_share: rank::normalised_stake(&stake_after),
         rank,
@@ -71,10 +71,10 @@ pub fn compute(input: &Input<'_>, prev: &Bonds) -> Output {
         dividends,
         emission: em,
         stake_after,
-        bonds: b,
         loss,
         k_next: peg::next_k(input.k, loss, p.peg_step, p.k_max),
-    }
+    };
+    (out, b)
 }
 
 /// B' = B + diag(S)·W, merged in sorted order, in f64 epoch by epoch; zero

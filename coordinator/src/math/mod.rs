@@ -111,8 +111,6 @@ pub struct Output {
     pub stake_after: Vec<u64>,
     /// Stake share after the epoch.
     pub stake_share: Vec<f64>,
-    /// B'.
-    pub bonds: Bonds,
     /// L.
     pub loss: f64,
     /// k for the next epoch.
@@ -186,11 +184,10 @@ pub fn compute(input: &Input<'_>, threads: usize) -> Output {
         }
     };
     let incentive = incentive::incentive(&rank, &factor);
-    let bonds = input.segments.bonds();
-    let dividends = dividends::dividends(n, &bonds, &incentive, threads);
+    let dividends = dividends::dividends(n, &input.segments.bonds(), &incentive, threads);
     let loss = peg::loss(&rank, &factor);
     Output::settle(
-        input, rank, trust, consensus, incentive, dividends, bonds, loss,
+        input, rank, trust, consensus, incentive, dividends, loss,
     )
 }
 
@@ -205,7 +202,6 @@ impl Output {
         consensus: Vec<f64>,
         incentive: Vec<f64>,
         dividends: Vec<f64>,
-        bonds: Bonds,
         loss: f64,
     ) -> Output {
         let p = input.params;
@@ -228,7 +224,6 @@ impl Output {
             dividends,
             emission,
             stake_after,
-            bonds,
             k_next: peg::next_k_by(p.peg_rule, input.k, loss, p.peg_step, p.k_max, ranked),
             loss,
         }

@@ -9,8 +9,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, UInt32Array, UInt64Array};
-use arrow::datatypes::{DataType, Decimal128Type, Field, Float64Type, Schema, UInt32Type};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, UInt32Array, UInt64Array,
+};
+use arrow::datatypes::{DataType, Decimal128Type, Field, Float64Type, Int64Type, Schema, UInt32Type};
 use datafusion::common::metadata::ScalarAndMetadata;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::MemTable;
@@ -22,7 +24,7 @@ use super::{clip, fixed, rank, trust, Bonds, Edges, Input, Output};
 use crate::Result;
 
 /// The plans, by name, in the order [`compute`] runs them.
-pub const PLANS: [(&str, &str); 8] = [
+pub const PLANS: [(&str, &str); 10] = [
     (
         "clip",
         include_str!("../../../pipelines/sql/epoch/clip.sql"),
@@ -46,6 +48,14 @@ pub const PLANS: [(&str, &str); 8] = [
     (
         "bonds",
         include_str!("../../../pipelines/sql/epoch/bonds.sql"),
+    ),
+    (
+        "bond_scales",
+        include_str!("../../../pipelines/sql/epoch/bond_scales.sql"),
+    ),
+    (
+        "bond_totals",
+        include_str!("../../../pipelines/sql/epoch/bond_totals.sql"),
     ),
     (
         "dividends",
@@ -107,36 +117,47 @@ fn register(ctx: &SessionContext, name: &str, t: MemTable) -> Result<()> {
     Ok(())
 }
 
-fn triple_schema(a: &str, b: &str, c: &str) -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
-        Field::new(a, DataType::UInt32, false),
-        Field::new(b, DataType::UInt32, false),
-        Field::new(c, DataType::Float64, false),
-    ]))
+
+/// `edges`: the rows in force, each edge carrying its source's stake so that
+/// rank and trust need no join.
+fn edges_table(edges: &Edges, stake: &[u64], partitions: usize) -> Result<MemTable> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("src", DataType::UInt32, false),
+        Field::new("dst", DataType::UInt32, false),
+        Field::new("weight", DataType::Float64, false),
+        Field::new("stake", DataType::UInt64, false),
+    ]));
+    let source: UInt64Array = edges.src.iter().map(|i| stake[*i as usize]).collect();
+    table(
+        schema,
+        vec![
+            u32s(&edges.src),
+            u32s(&edges.dst),
+            f64s(&edges.weight),
+            Arc::new(source),
+        ],
+        partitions,
+    )
 }
 
-/// Registers the epoch's inputs: `edges`, `peers` (stake and bond stake sum
-/// by index), `segments` (the bond segments' entries).
-pub fn register_inputs(ctx: &SessionContext, input: &Input<'_>, partitions: usize) -> Result<()> {
-    let e = input.edges;
+/// Registers the epoch's inputs: `edges`, `peers` (stake by index),
+/// `segments` (the bond segments' entries, each with its holder's stake sum),
+/// and the view `new_bonds` (`bonds.sql`) over them.
+pub async fn register_inputs(
+    ctx: &SessionContext,
+    input: &Input<'_>,
+    partitions: usize,
+) -> Result<()> {
     register(
         ctx,
         "edges",
-        table(
-            triple_schema("src", "dst", "weight"),
-            vec![u32s(&e.src), u32s(&e.dst), f64s(&e.weight)],
-            partitions,
-        )?,
+        edges_table(input.edges, input.stake, partitions)?,
     )?;
     let n = input.stake.len();
-    let seg = input.segments;
     let peers = Arc::new(Schema::new(vec![
         Field::new("peer", DataType::UInt32, false),
         Field::new("stake", DataType::UInt64, false),
-        Field::new("bond_stake", DataType::UInt64, false),
     ]));
-    let mut bond_stake = seg.stake.clone();
-    bond_stake.resize(n, 0);
     register(
         ctx,
         "peers",
@@ -145,17 +166,23 @@ pub fn register_inputs(ctx: &SessionContext, input: &Input<'_>, partitions: usiz
             vec![
                 Arc::new(UInt32Array::from_iter_values(0..n as u32)),
                 Arc::new(UInt64Array::from(input.stake.to_vec())),
-                Arc::new(UInt64Array::from(bond_stake)),
             ],
             partitions,
         )?,
     )?;
+    let seg = input.segments;
     let segments = Arc::new(Schema::new(vec![
         Field::new("holder", DataType::UInt32, false),
         Field::new("peer", DataType::UInt32, false),
         Field::new("bond", DataType::Float64, false),
         Field::new("weight", DataType::Float64, false),
+        Field::new("bond_stake", DataType::UInt64, false),
     ]));
+    let bond_stake: UInt64Array = seg
+        .holder
+        .iter()
+        .map(|h| seg.stake.get(*h as usize).copied().unwrap_or(0))
+        .collect();
     register(
         ctx,
         "segments",
@@ -166,13 +193,37 @@ pub fn register_inputs(ctx: &SessionContext, input: &Input<'_>, partitions: usiz
                 u32s(&seg.peer),
                 f64s(&seg.bond),
                 f64s(&seg.weight),
+                Arc::new(bond_stake),
             ],
             partitions,
         )?,
-    )
+    )?;
+    ctx.deregister_table("new_bonds")?;
+    let view = ctx.sql(plan("bonds")).await?.into_view();
+    ctx.register_table("new_bonds", view)?;
+    Ok(())
+}
+
+/// B' as the plans see it (the view `new_bonds`), sorted by `(holder, peer)`:
+/// for tests that hold it against [`super::Segments::bonds`].
+pub async fn bonds(ctx: &SessionContext) -> Result<Bonds> {
+    let batches = ctx.table("new_bonds").await?.collect().await?;
+    Ok(collect_bonds(&batches))
 }
 
 async fn run(
+    ctx: &SessionContext,
+    times: &mut PlanTimes,
+    name: &'static str,
+    params: Vec<(&str, ScalarValue)>,
+) -> Result<Vec<RecordBatch>> {
+    let t = std::time::Instant::now();
+    let out = run_plan(ctx, name, params).await;
+    times.push((name, t.elapsed()));
+    out
+}
+
+async fn run_plan(
     ctx: &SessionContext,
     name: &str,
     params: Vec<(&str, ScalarValue)>,
@@ -207,6 +258,26 @@ fn by_peer<T: Copy>(
     out
 }
 
+fn int(c: &ArrayRef, i: usize) -> i64 {
+    c.as_primitive::<Int64Type>().value(i)
+}
+
+fn i64s(v: &[i64]) -> ArrayRef {
+    Arc::new(Int64Array::from(v.to_vec()))
+}
+
+/// An n-row table by peer index from named columns.
+fn per_peer(columns: &[(&str, ArrayRef)], partitions: usize) -> Result<MemTable> {
+    let n = columns.first().map(|c| c.1.len()).unwrap_or(0);
+    let mut fields = vec![Field::new("peer", DataType::UInt32, false)];
+    let mut arrays: Vec<ArrayRef> = vec![Arc::new(UInt32Array::from_iter_values(0..n as u32))];
+    for (name, a) in columns {
+        fields.push(Field::new(*name, a.data_type().clone(), false));
+        arrays.push(a.clone());
+    }
+    table(Arc::new(Schema::new(fields)), arrays, partitions)
+}
+
 fn fx(c: &ArrayRef, i: usize) -> u128 {
     c.as_primitive::<Decimal128Type>().value(i).max(0) as u128
 }
@@ -221,14 +292,8 @@ fn float(c: &ArrayRef, i: usize) -> f64 {
 }
 
 fn ranked(columns: &[(&str, &[f64])], partitions: usize) -> Result<MemTable> {
-    let n = columns.first().map(|c| c.1.len()).unwrap_or(0);
-    let mut fields = vec![Field::new("peer", DataType::UInt32, false)];
-    let mut arrays: Vec<ArrayRef> = vec![Arc::new(UInt32Array::from_iter_values(0..n as u32))];
-    for (name, v) in columns {
-        fields.push(Field::new(*name, DataType::Float64, false));
-        arrays.push(f64s(v));
-    }
-    table(Arc::new(Schema::new(fields)), arrays, partitions)
+    let columns: Vec<(&str, ArrayRef)> = columns.iter().map(|(n, v)| (*n, f64s(v))).collect();
+    per_peer(&columns, partitions)
 }
 
 /// Runs SPEC 5.2 as DataFusion plans over `partitions` partitions (results do
@@ -244,9 +309,24 @@ pub async fn compute_in(
     input: &Input<'_>,
     partitions: usize,
 ) -> Result<Output> {
+    Ok(compute_timed(ctx, input, partitions).await?.0)
+}
+
+/// Time spent per plan, in the order they ran.
+pub type PlanTimes = Vec<(&'static str, std::time::Duration)>;
+
+/// [`compute_in`], with the time each plan took (for the benchmark).
+pub async fn compute_timed(
+    ctx: &SessionContext,
+    input: &Input<'_>,
+    partitions: usize,
+) -> Result<(Output, PlanTimes)> {
     let n = input.stake.len();
     let p = input.params;
-    register_inputs(ctx, input, partitions)?;
+    let mut times = PlanTimes::new();
+    let t = std::time::Instant::now();
+    register_inputs(ctx, input, partitions).await?;
+    times.push(("inputs", t.elapsed()));
     let total = rank::total_stake(input.stake);
     let shift = ScalarValue::Int64(Some(fixed::stake_shift(total) as i64));
 
@@ -256,24 +336,16 @@ pub async fn compute_in(
         Consensus::MedianClip => {
             let need = clip::support_needed(total, p.kappa);
             let need = ScalarValue::Decimal128(Some(need.min(i128::MAX as u128) as i128), 38, 0);
-            let batches = run(ctx, "clip", vec![("need", need)]).await?;
+            let batches = run(ctx, &mut times, "clip", vec![("need", need)]).await?;
             let (edges, levels) = collect_clipped(n, &batches);
-            register(
-                ctx,
-                "edges",
-                table(
-                    triple_schema("src", "dst", "weight"),
-                    vec![u32s(&edges.src), u32s(&edges.dst), f64s(&edges.weight)],
-                    partitions,
-                )?,
-            )?;
+            register(ctx, "edges", edges_table(&edges, input.stake, partitions)?)?;
             Some((edges, levels))
         }
     };
 
-    let rank_fx = by_peer(n, &run(ctx, "rank", vec![("shift", shift)]).await?, 0, fx);
+    let rank_fx = by_peer(n, &run(ctx, &mut times, "rank", vec![("shift", shift)]).await?, 0, fx);
     let rank: Vec<f64> = rank_fx.iter().map(|v| rank::share(*v, total)).collect();
-    let trust_stake = by_peer(n, &run(ctx, "trust", vec![]).await?, 0, fx);
+    let trust_stake = by_peer(n, &run(ctx, &mut times, "trust", vec![]).await?, 0, fx);
     let trust: Vec<f64> = trust_stake
         .iter()
         .map(|v| trust::share(*v, total))
@@ -291,6 +363,7 @@ pub async fn compute_in(
                 n,
                 &run(
                     ctx,
+                    &mut times,
                     "consensus",
                     vec![
                         ("rho", ScalarValue::Float64(Some(p.rho))),
@@ -317,42 +390,60 @@ pub async fn compute_in(
             partitions,
         )?,
     )?;
-    let incentive = by_peer(n, &run(ctx, "incentive", vec![]).await?, 0.0, float);
-    let loss = run(ctx, "loss", vec![]).await?;
+    let incentive = by_peer(n, &run(ctx, &mut times, "incentive", vec![]).await?, 0.0, float);
+    let loss = run(ctx, &mut times, "loss", vec![]).await?;
     let loss = loss
         .iter()
         .find(|b| b.num_rows() > 0)
         .map(|b| float(b.column(0), 0))
         .unwrap_or(0.0);
 
-    let bonds = collect_bonds(&run(ctx, "bonds", vec![]).await?);
+    // Dividends over the view `new_bonds`: each column's scale, then its
+    // total at that scale, then one pass that joins both and the incentive.
+    let shifts = by_peer(
+        n,
+        &run(ctx, &mut times, "bond_scales", vec![]).await?,
+        0i64,
+        int,
+    );
     register(
         ctx,
-        "new_bonds",
-        table(
-            triple_schema("holder", "peer", "bond"),
-            vec![u32s(&bonds.holder), u32s(&bonds.peer), f64s(&bonds.bond)],
-            partitions,
-        )?,
+        "scales",
+        per_peer(&[("shift", i64s(&shifts))], partitions)?,
     )?;
+    let totals = by_peer(
+        n,
+        &run(ctx, &mut times, "bond_totals", vec![]).await?,
+        0i128,
+        |c, i| c.as_primitive::<Decimal128Type>().value(i),
+    );
+    let totals: ArrayRef = Arc::new(
+        arrow::array::Decimal128Array::from(totals).with_precision_and_scale(38, 0)?,
+    );
     register(
         ctx,
-        "ranked",
-        ranked(
+        "columns",
+        per_peer(
             &[
-                ("rank", &rank[..]),
-                ("trust", &trust[..]),
-                ("consensus", &consensus[..]),
-                ("factor", &factor[..]),
-                ("incentive", &incentive[..]),
+                ("shift", i64s(&shifts)),
+                ("total", totals),
+                ("incentive", f64s(&incentive)),
             ],
             partitions,
         )?,
     )?;
-    let dividends: Vec<f64> = by_peer(n, &run(ctx, "dividends", vec![]).await?, 0.0, float);
+    let dividends: Vec<f64> = by_peer(
+        n,
+        &run(ctx, &mut times, "dividends", vec![]).await?,
+        0.0,
+        float,
+    );
 
-    Ok(Output::settle(
-        input, rank, trust, consensus, incentive, dividends, bonds, loss,
+    Ok((
+        Output::settle(
+            input, rank, trust, consensus, incentive, dividends, loss,
+        ),
+        times,
     ))
 }
 

@@ -26,19 +26,22 @@ fn fresh(prev: &Bonds, stake: &[u64], e: &Edges) -> Segments {
     Segments::from_bonds(prev, n).advance(1, stake, e, &vec![true; n])
 }
 
+/// An epoch's output and its bonds B' (the segments' closed form).
+struct Ran {
+    out: Output,
+    bonds: Bonds,
+}
+
+impl std::ops::Deref for Ran {
+    type Target = Output;
+    fn deref(&self) -> &Output {
+        &self.out
+    }
+}
+
 /// SPEC 5.2 as first written (`step` peg): the hand-worked numbers below.
-fn run(stake: &[u64], e: &Edges, b: &Bonds, k: u32) -> Output {
-    let p = Params::legacy();
-    compute(
-        &Input {
-            params: &p,
-            k,
-            stake,
-            edges: e,
-            segments: &fresh(b, stake, e),
-        },
-        1,
-    )
+fn run(stake: &[u64], e: &Edges, b: &Bonds, k: u32) -> Ran {
+    run_with(&Params::legacy(), stake, e, b, k)
 }
 
 fn close(a: f64, b: f64) {
@@ -446,7 +449,8 @@ fn agrees_with_previous_arithmetic_over_many_epochs() {
                 segments: &segments,
             };
             let new = compute(&input, 2);
-            let old = legacy::compute(
+            let new_bonds = segments.bonds();
+            let (old, old_new_bonds) = legacy::compute(
                 &Input {
                     stake: &old_stake,
                     ..input
@@ -476,14 +480,14 @@ fn agrees_with_previous_arithmetic_over_many_epochs() {
                     "seed {seed} epoch {epoch}: emission {x} vs {y}"
                 );
             }
-            assert_eq!(new.bonds.holder, old.bonds.holder);
-            assert_eq!(new.bonds.peer, old.bonds.peer);
-            for (x, y) in new.bonds.bond.iter().zip(&old.bonds.bond) {
+            assert_eq!(new_bonds.holder, old_new_bonds.holder);
+            assert_eq!(new_bonds.peer, old_new_bonds.peer);
+            for (x, y) in new_bonds.bond.iter().zip(&old_new_bonds.bond) {
                 assert!((x - y).abs() <= 1e-12 * y.abs(), "bond {x} vs {y}");
             }
             stake = new.stake_after;
             old_stake = old.stake_after;
-            old_bonds = old.bonds;
+            old_bonds = old_new_bonds;
             k = new.k_next;
         }
     }
@@ -512,6 +516,14 @@ fn plans_match_loops_with(p: &Params, stake: &[u64], e: &Edges, b: &Bonds, k: u3
     for parts in [1, 2, 8] {
         let got = rt.block_on(plans::compute(&input, parts)).unwrap();
         assert_eq!(got, want, "{parts} partitions, {:?}", p.consensus);
+        let bonds = rt
+            .block_on(async {
+                let ctx = plans::session(parts);
+                plans::register_inputs(&ctx, &input, parts).await?;
+                plans::bonds(&ctx).await
+            })
+            .unwrap();
+        assert_eq!(bonds, segments.bonds(), "B' by the view `new_bonds`");
     }
 }
 
@@ -621,17 +633,22 @@ fn many_epochs(p: &Params) {
     }
 }
 
-fn run_with(p: &Params, stake: &[u64], e: &Edges, b: &Bonds, k: u32) -> Output {
-    compute(
+fn run_with(p: &Params, stake: &[u64], e: &Edges, b: &Bonds, k: u32) -> Ran {
+    let segments = fresh(b, stake, &super::bond_edges(p, stake, e));
+    let out = compute(
         &Input {
             params: p,
             k,
             stake,
             edges: e,
-            segments: &fresh(b, stake, &super::bond_edges(p, stake, e)),
+            segments: &segments,
         },
         1,
-    )
+    );
+    Ran {
+        out,
+        bonds: segments.bonds(),
+    }
 }
 
 /// Median clipping by hand. Stake [40, 30, 20, 10] (ΣS = 100, κ = ½: a

@@ -5,8 +5,8 @@
 -- (fb_fx_sum over fb_mul_fx(S, 1, 0) = S), so c_j is the same at any
 -- partition count. Columns without that support keep no weight.
 WITH staked AS (
-  SELECT e.src, e.dst, e.weight, fb_mul_fx(p.stake, 1.0, 0) AS s
-  FROM edges e JOIN peers p ON p.peer = e.src
+  SELECT e.src, e.dst, e.weight, fb_mul_fx(e.stake, 1.0, 0) AS s
+  FROM edges e
   WHERE e.weight > 0
 ),
 running AS (

@@ -1,8 +1,8 @@
 -- Trust t_j = Σ_i ŝ_i · [w_ij > 0] (SPEC 5.2), as the exact stake that set any
--- weight on j (fb_mul_fx(S, 1, 0) = S); the coordinator divides by ΣS once.
-SELECT e.dst AS peer,
-       fb_fx_sum(fb_mul_fx(p.stake, 1.0, 0)) AS trust_stake
-FROM edges e
-JOIN peers p ON p.peer = e.src
-WHERE e.weight > 0
-GROUP BY e.dst
+-- weight on j (fb_mul_fx(S, 1, 0) = S, S carried on the edge as `stake`); the
+-- coordinator divides by ΣS once.
+SELECT dst AS peer,
+       fb_fx_sum(fb_mul_fx(stake, 1.0, 0)) AS trust_stake
+FROM edges
+WHERE weight > 0
+GROUP BY dst
