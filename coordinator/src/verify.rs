@@ -70,7 +70,16 @@ pub async fn verify(store: &Store, epoch: u64, partitions: usize) -> Result<Veri
     .into_iter()
     .map(|r| (r[0].clone(), r[1].clone()))
     .collect();
-    let p = epoch::prepare(store, &net, &ledger, epoch, partitions, Some(&recorded)).await?;
+    let p = epoch::prepare(
+        store,
+        &net,
+        &ledger,
+        epoch,
+        partitions,
+        Some(&recorded),
+        None,
+    )
+    .await?;
     if &p.row.inputs_digest != inputs_digest {
         let now: HashMap<&str, &str> = p
             .inputs

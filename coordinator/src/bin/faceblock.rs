@@ -208,6 +208,13 @@ enum EpochCommand {
         /// Print where the time went.
         #[arg(long)]
         timings: bool,
+        /// Local folder where a run leaves the rows in force and bond
+        /// segments it commits, so the next run need not decode them from the
+        /// ledger (checked against the committed digest; never used by
+        /// `verify`). `off` reads the ledger every time. [default:
+        /// $XDG_CACHE_HOME/faceblock/epochs or ~/.cache/faceblock/epochs]
+        #[arg(long, env = "FACEBLOCK_CACHE", value_name = "DIR|off")]
+        cache: Option<PathBuf>,
     },
     /// Recompute a committed epoch from its recorded inputs; exit 0 when the digest matches.
     Verify {
@@ -319,8 +326,25 @@ async fn run(cli: Cli, partitions: usize) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Epoch { command } => match command {
-            EpochCommand::Run { epoch, timings } => {
-                let out = epoch::run(&store, &RunOptions { epoch, partitions }).await?;
+            EpochCommand::Run {
+                epoch,
+                timings,
+                cache,
+            } => {
+                let cache = match cache {
+                    Some(dir) if dir.as_os_str() == "off" => None,
+                    Some(dir) => Some(dir),
+                    None => epoch::cache::EpochCache::default_root(),
+                };
+                let out = epoch::run(
+                    &store,
+                    &RunOptions {
+                        epoch,
+                        partitions,
+                        cache,
+                    },
+                )
+                .await?;
                 match out {
                     Outcome::Committed {
                         row,

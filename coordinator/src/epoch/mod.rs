@@ -2,6 +2,7 @@
 //! submissions, compute, build the ledger tables, and commit them exactly once.
 
 pub mod build;
+pub mod cache;
 pub mod previous;
 pub mod rows;
 
@@ -38,6 +39,8 @@ pub struct Prepared {
     pub inputs: Vec<InputObject>,
     /// Time per phase.
     pub phases: Phases,
+    /// What this epoch hands to the next, for the [`cache::EpochCache`].
+    pub carried: cache::Carried,
 }
 
 pub use crate::ingest::Recorded;
@@ -50,9 +53,10 @@ pub async fn prepare(
     epoch: u64,
     threads: usize,
     only: Option<&Recorded>,
+    cache: Option<&cache::EpochCache>,
 ) -> Result<Prepared> {
     let t = Instant::now();
-    let prev = previous::load(net, ledger, epoch, threads).await?;
+    let prev = previous::load(net, ledger, epoch, threads, cache).await?;
     let load_previous = t.elapsed();
 
     // Join requests: next free uids in ascending order of public key bytes.
@@ -237,6 +241,10 @@ pub async fn prepare(
         digest,
         inputs,
         phases,
+        carried: cache::Carried {
+            rows: force.edges,
+            segments,
+        },
     })
 }
 
@@ -247,6 +255,9 @@ pub struct RunOptions {
     pub epoch: Option<u64>,
     /// Worker threads and DataFusion partitions.
     pub partitions: usize,
+    /// Root of the local epoch cache ([`cache::EpochCache`]); `None`: read
+    /// the previous epoch from the ledger every time.
+    pub cache: Option<std::path::PathBuf>,
 }
 
 /// How `epoch run` ended.
@@ -315,7 +326,20 @@ pub async fn run_on(ledger: &Ledger, opts: &RunOptions) -> Result<Outcome> {
             digest: claim.digest,
         });
     }
-    let mut p = prepare(store, &net, ledger, epoch, opts.partitions, None).await?;
+    let cache = opts
+        .cache
+        .as_deref()
+        .map(|root| cache::EpochCache::new(root, store.url().as_str()));
+    let mut p = prepare(
+        store,
+        &net,
+        ledger,
+        epoch,
+        opts.partitions,
+        None,
+        cache.as_ref(),
+    )
+    .await?;
     let t = Instant::now();
     let now = chrono::Utc::now().timestamp_micros();
     let mut claim = Claim {
@@ -342,7 +366,17 @@ pub async fn run_on(ledger: &Ledger, opts: &RunOptions) -> Result<Outcome> {
     }
     ledger.put_claim(&claim).await?;
     ledger.commit_claim(&claim).await?;
+    // The cache is written while the head is published: it is local I/O.
+    let saving = cache.map(|c| {
+        let carried = std::mem::take(&mut p.carried);
+        let digest = p.digest.clone();
+        tokio::task::spawn_blocking(move || c.save(epoch, &digest, &carried))
+    });
     publish(store, &net, ledger, epoch).await?;
+    if let Some(s) = saving {
+        s.await
+            .map_err(|e| Error::Epoch(format!("writing the epoch cache failed: {e}")))?;
+    }
     p.phases.commit = t.elapsed();
     info!(digest = %p.digest, timings = %p.phases.summary(), "epoch committed");
     Ok(Outcome::Committed {

@@ -53,6 +53,7 @@ pub async fn load(
     ledger: &Ledger,
     epoch: u64,
     partitions: usize,
+    cache: Option<&super::cache::EpochCache>,
 ) -> Result<Previous> {
     if epoch == 0 {
         let mut peers = Vec::new();
@@ -154,6 +155,20 @@ pub async fn load(
             p.segments.start[i] = col_i64(&b, 3).value(r) as u64;
             p.segments.stake[i] = col_i64(&b, 4).value(r) as u64;
         }
+    }
+
+    if let Some(c) = cache.and_then(|c| c.load(e, &p.prev_digest, n)) {
+        tracing::debug!(
+            epoch = e,
+            "previous epoch's rows and bond segments from the cache"
+        );
+        p.rows = c.rows;
+        p.segments.holder = c.segments.holder;
+        p.segments.peer = c.segments.peer;
+        p.segments.bond = c.segments.bond;
+        p.segments.weight = c.segments.weight;
+        p.registry = registry;
+        return Ok(p);
     }
 
     // Rows in force: each peer's row from the partition of its weights_epoch.

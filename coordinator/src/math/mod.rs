@@ -186,9 +186,7 @@ pub fn compute(input: &Input<'_>, threads: usize) -> Output {
     let incentive = incentive::incentive(&rank, &factor);
     let dividends = dividends::dividends(n, &input.segments.bonds(), &incentive, threads);
     let loss = peg::loss(&rank, &factor);
-    Output::settle(
-        input, rank, trust, consensus, incentive, dividends, loss,
-    )
+    Output::settle(input, rank, trust, consensus, incentive, dividends, loss)
 }
 
 impl Output {

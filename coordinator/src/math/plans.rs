@@ -12,7 +12,9 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, UInt32Array, UInt64Array,
 };
-use arrow::datatypes::{DataType, Decimal128Type, Field, Float64Type, Int64Type, Schema, UInt32Type};
+use arrow::datatypes::{
+    DataType, Decimal128Type, Field, Float64Type, Int64Type, Schema, UInt32Type,
+};
 use datafusion::common::metadata::ScalarAndMetadata;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::MemTable;
@@ -116,7 +118,6 @@ fn register(ctx: &SessionContext, name: &str, t: MemTable) -> Result<()> {
     ctx.register_table(name, Arc::new(t))?;
     Ok(())
 }
-
 
 /// `edges`: the rows in force, each edge carrying its source's stake so that
 /// rank and trust need no join.
@@ -343,7 +344,12 @@ pub async fn compute_timed(
         }
     };
 
-    let rank_fx = by_peer(n, &run(ctx, &mut times, "rank", vec![("shift", shift)]).await?, 0, fx);
+    let rank_fx = by_peer(
+        n,
+        &run(ctx, &mut times, "rank", vec![("shift", shift)]).await?,
+        0,
+        fx,
+    );
     let rank: Vec<f64> = rank_fx.iter().map(|v| rank::share(*v, total)).collect();
     let trust_stake = by_peer(n, &run(ctx, &mut times, "trust", vec![]).await?, 0, fx);
     let trust: Vec<f64> = trust_stake
@@ -390,7 +396,12 @@ pub async fn compute_timed(
             partitions,
         )?,
     )?;
-    let incentive = by_peer(n, &run(ctx, &mut times, "incentive", vec![]).await?, 0.0, float);
+    let incentive = by_peer(
+        n,
+        &run(ctx, &mut times, "incentive", vec![]).await?,
+        0.0,
+        float,
+    );
     let loss = run(ctx, &mut times, "loss", vec![]).await?;
     let loss = loss
         .iter()
@@ -417,9 +428,8 @@ pub async fn compute_timed(
         0i128,
         |c, i| c.as_primitive::<Decimal128Type>().value(i),
     );
-    let totals: ArrayRef = Arc::new(
-        arrow::array::Decimal128Array::from(totals).with_precision_and_scale(38, 0)?,
-    );
+    let totals: ArrayRef =
+        Arc::new(arrow::array::Decimal128Array::from(totals).with_precision_and_scale(38, 0)?);
     register(
         ctx,
         "columns",
@@ -440,9 +450,7 @@ pub async fn compute_timed(
     );
 
     Ok((
-        Output::settle(
-            input, rank, trust, consensus, incentive, dividends, loss,
-        ),
+        Output::settle(input, rank, trust, consensus, incentive, dividends, loss),
         times,
     ))
 }

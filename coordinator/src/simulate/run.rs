@@ -185,6 +185,7 @@ pub async fn run(
                 &RunOptions {
                     epoch: Some(e),
                     partitions,
+                    cache: None,
                 },
             )
             .await?

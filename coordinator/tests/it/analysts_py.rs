@@ -152,7 +152,7 @@ fn an_epoch_missing_from_epochs_is_hidden_by_the_join_in_every_reader() {
             )
             .await
             .unwrap();
-        let mut p = epoch::prepare(&store, &net, &ledger, 3, 2, None)
+        let mut p = epoch::prepare(&store, &net, &ledger, 3, 2, None, None)
             .await
             .unwrap();
         let epochs_row = p.row.batch(&p.digest, "test", 0).unwrap();

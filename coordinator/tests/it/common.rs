@@ -58,6 +58,12 @@ pub fn command(bin: &Path, store: &str, env: &[(String, String)], args: &[&str])
     c.args(args)
         .env("FACEBLOCK_STORE", store)
         .env_remove("FACEBLOCK_PARTITIONS")
+        // Every store's cache in one place, out of the user's home; each
+        // store has its own folder in it (named by its URL).
+        .env(
+            "FACEBLOCK_CACHE",
+            std::env::temp_dir().join("faceblock-tests-epoch-cache"),
+        )
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     c
 }

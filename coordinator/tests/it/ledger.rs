@@ -130,7 +130,7 @@ fn closed_form_bonds_match_the_recurrence_through_changes_expiry_and_checkpoints
         let file = faceblock_schemas::NetworkFile::load(&store).await.unwrap();
         let ledger = faceblock_coordinator::ledger::Ledger::new(store);
         for e in 0..8u64 {
-            let prev = faceblock_coordinator::epoch::previous::load(&file, &ledger, e + 1, 2)
+            let prev = faceblock_coordinator::epoch::previous::load(&file, &ledger, e + 1, 2, None)
                 .await
                 .unwrap();
             let uid = |i: u32| prev.registry.peers()[i as usize].uid as u64;
@@ -145,6 +145,29 @@ fn closed_form_bonds_match_the_recurrence_through_changes_expiry_and_checkpoints
                 .collect();
             assert_eq!(mine, view, "epoch {e}");
         }
+        // The runs left epoch 7's hand-over in the local cache (common.rs
+        // sets FACEBLOCK_CACHE): it is what the ledger gives, entry for entry.
+        use faceblock_coordinator::epoch::{cache::EpochCache, previous};
+        let cache = EpochCache::new(
+            &std::env::temp_dir().join("faceblock-tests-epoch-cache"),
+            ledger.store().url().as_str(),
+        );
+        let read = previous::load(&file, &ledger, 8, 2, None).await.unwrap();
+        let n = read.registry.len();
+        assert!(
+            cache.load(7, &read.prev_digest, n).is_some(),
+            "epoch 7 cached"
+        );
+        let cached = previous::load(&file, &ledger, 8, 2, Some(&cache))
+            .await
+            .unwrap();
+        assert_eq!(cached.rows, read.rows);
+        assert_eq!(cached.segments, read.segments);
+        assert_eq!(cached.stake, read.stake);
+        assert!(
+            cache.load(7, "not-the-digest", n).is_none(),
+            "another digest misses"
+        );
     });
     // Fewer bond rows than a snapshot per epoch would hold.
     let stored = net.sql_csv("SELECT count(*) FROM bonds");

@@ -18,7 +18,7 @@ fn a_run_that_died_after_claiming_is_finished_by_the_next() {
     let digest = rt.block_on(async {
         let n = NetworkFile::load(&store).await.unwrap();
         let ledger = Ledger::new(store.clone());
-        let mut p = epoch::prepare(&store, &n, &ledger, 0, 2, None)
+        let mut p = epoch::prepare(&store, &n, &ledger, 0, 2, None, None)
             .await
             .unwrap();
         p.tables
@@ -115,6 +115,7 @@ fn run_outcome_for_committed_epoch() {
             &RunOptions {
                 epoch: None,
                 partitions: 2,
+                cache: None,
             },
         )
         .await
@@ -125,6 +126,7 @@ fn run_outcome_for_committed_epoch() {
             &RunOptions {
                 epoch: Some(0),
                 partitions: 2,
+                cache: None,
             },
         )
         .await

@@ -6,7 +6,9 @@ use faceblock_coordinator::{init, sql, verify};
 use faceblock_schemas::{Genesis, GenesisPeer, Keypair, NetworkFile, Params, Store};
 use faceblock_worker::submit;
 
-async fn flow(store: Store) {
+/// `cache`: the local epoch cache's root, when the runs keep one; every
+/// epoch must then verify from the ledger alone to the digest it committed.
+async fn flow(store: Store, cache: Option<std::path::PathBuf>) {
     let keys: Vec<Keypair> = (0..4u8).map(|i| Keypair::from_seed([i + 1; 32])).collect();
     let genesis = Genesis {
         peers: keys
@@ -49,6 +51,7 @@ async fn flow(store: Store) {
             &RunOptions {
                 epoch: None,
                 partitions: 2,
+                cache: cache.clone(),
             },
         )
         .await
@@ -61,6 +64,17 @@ async fn flow(store: Store) {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+    if let Some(root) = &cache {
+        let kept = faceblock_coordinator::epoch::cache::EpochCache::new(root, store.url().as_str());
+        let names: Vec<String> = std::fs::read_dir(kept.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "only the last epoch is kept: {names:?}");
+        assert!(names
+            .iter()
+            .all(|n| n.starts_with(&format!("2-{}.", digests[2]))));
     }
     for e in 0..3 {
         let v = verify::verify(&store, e, 3).await.unwrap();
@@ -89,10 +103,15 @@ async fn flow(store: Store) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_directory() {
     let dir = tempfile::tempdir().unwrap();
-    flow(Store::open(dir.path().to_str().unwrap()).unwrap()).await;
+    let cache = tempfile::tempdir().unwrap();
+    flow(
+        Store::open(dir.path().to_str().unwrap()).unwrap(),
+        Some(cache.path().to_path_buf()),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory() {
-    flow(Store::open("memory://suite/net").unwrap()).await;
+    flow(Store::open("memory://suite/net").unwrap(), None).await;
 }

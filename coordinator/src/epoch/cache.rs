@@ -1,0 +1,271 @@
+//! The coordinator's local cache of the state an epoch hands to the next:
+//! the rows in force and the bond segments' entries, in index space.
+//!
+//! Reading them back from the ledger's Parquet means decoding every row in
+//! force and every bond entry each epoch, even when 1 % of rows changed. A
+//! run that commits epoch e leaves them here, keyed by the store and by
+//! epoch e's committed digest; the run of e + 1 takes them when the ledger's
+//! `epochs` row for e carries the same digest, and reads the ledger
+//! otherwise. The ledger stays the truth: the cache is never read by
+//! `epoch verify`, a miss or a damaged file only costs the slower read, and
+//! anything wrong with it is a warning, never a failed epoch.
+//!
+//! Files are Arrow IPC, written to a temporary name and renamed, so a crash
+//! leaves either the whole file or none. Only the newest epoch is kept per store.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, UInt32Array};
+use arrow::datatypes::{DataType, Field, Float64Type, Schema, UInt32Type};
+use arrow::ipc::reader::FileReader;
+use arrow::ipc::writer::FileWriter;
+use sha2::{Digest, Sha256};
+use tracing::{debug, warn};
+
+use crate::math::{Edges, Segments};
+
+/// Rows per IPC batch.
+const BATCH: usize = 1 << 20;
+
+/// Where one store's cached epochs live.
+#[derive(Debug, Clone)]
+pub struct EpochCache {
+    dir: PathBuf,
+}
+
+/// What an epoch hands to the next, as cached: rows in force and the bond
+/// segments' entries (holder, peer, bond, weight), both sorted by owner.
+#[derive(Debug, Default)]
+pub struct Carried {
+    /// Rows in force after the epoch.
+    pub rows: Edges,
+    /// Segment entries after the epoch (per-holder start and stake come from `state`).
+    pub segments: Segments,
+}
+
+impl EpochCache {
+    /// The cache for `store_url` under `root` (one folder per store, named
+    /// by a hash of its URL).
+    pub fn new(root: &Path, store_url: &str) -> Self {
+        let key = hex::encode(&Sha256::digest(store_url.as_bytes())[..8]);
+        Self {
+            dir: root.join(key),
+        }
+    }
+
+    /// The default root: `$XDG_CACHE_HOME/faceblock/epochs`, else
+    /// `$HOME/.cache/faceblock/epochs`.
+    pub fn default_root() -> Option<PathBuf> {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        Some(base.join("faceblock").join("epochs"))
+    }
+
+    /// This store's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn file(&self, epoch: u64, digest: &str, part: &str) -> PathBuf {
+        self.dir.join(format!("{epoch}-{digest}.{part}.arrow"))
+    }
+
+    /// Keeps what `epoch` (committed as `digest`) hands on, and drops older
+    /// epochs. Failures are logged, not returned: the next run reads the ledger.
+    pub fn save(&self, epoch: u64, digest: &str, carried: &Carried) {
+        let t = std::time::Instant::now();
+        if let Err(e) = self.try_save(epoch, digest, carried) {
+            warn!(dir = %self.dir.display(), error = %e, "could not write the epoch cache; the next epoch reads the ledger instead");
+            return;
+        }
+        debug!(
+            epoch,
+            ms = t.elapsed().as_millis() as u64,
+            "epoch cache written"
+        );
+    }
+
+    fn try_save(&self, epoch: u64, digest: &str, c: &Carried) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let r = &c.rows;
+        write(
+            &self.file(epoch, digest, "rows"),
+            &[("src", &r.src), ("dst", &r.dst)],
+            &[("weight", &r.weight)],
+        )?;
+        let s = &c.segments;
+        write(
+            &self.file(epoch, digest, "segments"),
+            &[("holder", &s.holder), ("peer", &s.peer)],
+            &[("bond", &s.bond), ("weight", &s.weight)],
+        )?;
+        // Older epochs are never read again.
+        let keep = format!("{epoch}-{digest}.");
+        for entry in std::fs::read_dir(&self.dir)?.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".arrow") && !name.starts_with(&keep) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    /// What `epoch` handed on, if this cache holds it for `digest` and it is
+    /// whole; indices are checked against `n` peers.
+    pub fn load(&self, epoch: u64, digest: &str, n: usize) -> Option<Carried> {
+        let rows = self.file(epoch, digest, "rows");
+        let segments = self.file(epoch, digest, "segments");
+        if !rows.exists() || !segments.exists() {
+            debug!(epoch, "no epoch cache entry");
+            return None;
+        }
+        match read(&rows, 1).and_then(|(mut u, mut f)| {
+            let (src, dst) = (u.remove(0), u.remove(0));
+            let rows = Edges {
+                src,
+                dst,
+                weight: f.remove(0),
+            };
+            let (mut u, mut f) = read(&segments, 2)?;
+            let (holder, peer) = (u.remove(0), u.remove(0));
+            let (bond, weight) = (f.remove(0), f.remove(0));
+            let segments = Segments {
+                holder,
+                peer,
+                bond,
+                weight,
+                ..Default::default()
+            };
+            let bad = |v: &[u32]| v.iter().any(|i| *i as usize >= n);
+            if bad(&rows.src) || bad(&rows.dst) || bad(&segments.holder) || bad(&segments.peer) {
+                return Err(std::io::Error::other("an index past the registry"));
+            }
+            Ok(Carried { rows, segments })
+        }) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                warn!(file = %rows.display(), error = %e, "ignoring a damaged epoch cache entry; reading the ledger");
+                None
+            }
+        }
+    }
+}
+
+fn write(
+    path: &Path,
+    u32s: &[(&str, &Vec<u32>)],
+    f64s: &[(&str, &Vec<f64>)],
+) -> std::io::Result<()> {
+    let mut fields = vec![];
+    for (name, _) in u32s {
+        fields.push(Field::new(*name, DataType::UInt32, false));
+    }
+    for (name, _) in f64s {
+        fields.push(Field::new(*name, DataType::Float64, false));
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let tmp = path.with_extension("tmp");
+    let file = std::io::BufWriter::with_capacity(1 << 22, File::create(&tmp)?);
+    let mut w = FileWriter::try_new(file, &schema).map_err(std::io::Error::other)?;
+    let m = u32s.first().map_or(0, |c| c.1.len());
+    for lo in (0..m).step_by(BATCH) {
+        let hi = (lo + BATCH).min(m);
+        let mut cols: Vec<ArrayRef> = vec![];
+        for (_, v) in u32s {
+            cols.push(Arc::new(UInt32Array::from(v[lo..hi].to_vec())));
+        }
+        for (_, v) in f64s {
+            cols.push(Arc::new(Float64Array::from(v[lo..hi].to_vec())));
+        }
+        let b = RecordBatch::try_new(schema.clone(), cols).map_err(std::io::Error::other)?;
+        w.write(&b).map_err(std::io::Error::other)?;
+    }
+    w.finish().map_err(std::io::Error::other)?;
+    let file = w.into_inner().map_err(std::io::Error::other)?;
+    file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+type Columns = (Vec<Vec<u32>>, Vec<Vec<f64>>);
+
+/// Two UInt32 columns, then `floats` Float64 columns.
+fn read(path: &Path, floats: usize) -> std::io::Result<Columns> {
+    let file = std::io::BufReader::with_capacity(1 << 22, File::open(path)?);
+    let r = FileReader::try_new(file, None).map_err(std::io::Error::other)?;
+    let mut u: Vec<Vec<u32>> = vec![vec![]; 2];
+    let mut f: Vec<Vec<f64>> = vec![vec![]; floats];
+    for b in r {
+        let b = b.map_err(std::io::Error::other)?;
+        if b.num_columns() != 2 + floats {
+            return Err(std::io::Error::other("unexpected columns"));
+        }
+        for (i, v) in u.iter_mut().enumerate() {
+            let a = b.column(i).as_primitive_opt::<UInt32Type>();
+            let a = a.filter(|a| a.null_count() == 0);
+            v.extend_from_slice(
+                a.ok_or_else(|| std::io::Error::other("bad column"))?
+                    .values(),
+            );
+        }
+        for (i, v) in f.iter_mut().enumerate() {
+            let a = b.column(2 + i).as_primitive_opt::<Float64Type>();
+            let a = a.filter(|a| a.null_count() == 0);
+            v.extend_from_slice(
+                a.ok_or_else(|| std::io::Error::other("bad column"))?
+                    .values(),
+            );
+        }
+    }
+    Ok((u, f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn carried() -> Carried {
+        Carried {
+            rows: Edges {
+                src: vec![0, 0, 2],
+                dst: vec![1, 2, 0],
+                weight: vec![0.25, 0.75, 1.0],
+            },
+            segments: Segments {
+                holder: vec![0, 1],
+                peer: vec![2, 0],
+                bond: vec![3.5, 0.0],
+                weight: vec![1.0, -0.0],
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Saved, read back bit for bit; another digest, a cut file or an index
+    /// past the registry is a miss, never an error.
+    #[test]
+    fn round_trip_and_misses() {
+        let root = tempfile::tempdir().unwrap();
+        let c = EpochCache::new(root.path(), "file:///net");
+        c.save(4, "abc", &carried());
+        let got = c.load(4, "abc", 3).expect("hit");
+        assert_eq!(got.rows, carried().rows);
+        assert_eq!(got.segments.holder, vec![0, 1]);
+        assert_eq!(got.segments.weight[1].to_bits(), (-0.0f64).to_bits());
+        assert!(c.load(4, "abd", 3).is_none());
+        assert!(c.load(3, "abc", 3).is_none());
+        assert!(c.load(4, "abc", 2).is_none(), "uid index 2 past 2 peers");
+        // A newer epoch replaces it.
+        c.save(5, "def", &carried());
+        assert!(c.load(4, "abc", 3).is_none());
+        let seg = c.file(5, "def", "segments");
+        let bytes = std::fs::read(&seg).unwrap();
+        std::fs::write(&seg, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(c.load(5, "def", 3).is_none(), "a cut file is a miss");
+        assert_eq!(std::fs::read_dir(c.dir()).unwrap().count(), 2);
+    }
+}
