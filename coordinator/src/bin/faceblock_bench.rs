@@ -306,6 +306,10 @@ fn epoch_run(root: &Path) -> anyhow::Result<Run> {
             "run",
             "--timings",
         ])
+        // The epoch cache beside the store, so each run of the benchmark
+        // starts from its own.
+        .arg("--cache")
+        .arg(root.with_extension("epoch-cache"))
         .output()
         .with_context(|| format!("running {} under /usr/bin/time", bin.display()))?;
     let wall = t.elapsed().as_secs_f64();

@@ -208,7 +208,11 @@ pub async fn register_inputs(
 /// B' as the plans see it (the view `new_bonds`), sorted by `(holder, peer)`:
 /// for tests that hold it against [`super::Segments::bonds`].
 pub async fn bonds(ctx: &SessionContext) -> Result<Bonds> {
-    let batches = ctx.table("new_bonds").await?.collect().await?;
+    let batches = ctx
+        .sql("SELECT holder, peer, bond FROM new_bonds WHERE bond > 0")
+        .await?
+        .collect()
+        .await?;
     Ok(collect_bonds(&batches))
 }
 
