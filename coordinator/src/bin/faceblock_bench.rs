@@ -11,6 +11,10 @@
 //! It is a plain binary of the coordinator (no dev-dependencies), so building
 //! it in release costs nothing beyond `faceblock` itself.
 
+/// Keeps freed memory for reuse instead of unmapping it per batch (BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;

@@ -341,6 +341,14 @@ pub async fn run_on(ledger: &Ledger, opts: &RunOptions) -> Result<Outcome> {
     )
     .await?;
     let t = Instant::now();
+    // The cache entry is written while the tables are staged: it is keyed by
+    // the digest, so an entry for an epoch that never commits (a crash, a
+    // lost race) is never taken.
+    let saving = cache.map(|c| {
+        let carried = std::mem::take(&mut p.carried);
+        let digest = p.digest.clone();
+        tokio::task::spawn_blocking(move || c.save(epoch, &digest, &carried))
+    });
     let now = chrono::Utc::now().timestamp_micros();
     let mut claim = Claim {
         epoch,
@@ -366,12 +374,6 @@ pub async fn run_on(ledger: &Ledger, opts: &RunOptions) -> Result<Outcome> {
     }
     ledger.put_claim(&claim).await?;
     ledger.commit_claim(&claim).await?;
-    // The cache is written while the head is published: it is local I/O.
-    let saving = cache.map(|c| {
-        let carried = std::mem::take(&mut p.carried);
-        let digest = p.digest.clone();
-        tokio::task::spawn_blocking(move || c.save(epoch, &digest, &carried))
-    });
     publish(store, &net, ledger, epoch).await?;
     if let Some(s) = saving {
         s.await

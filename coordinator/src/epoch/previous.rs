@@ -82,7 +82,11 @@ pub async fn load(
         });
     }
     let e = epoch - 1;
-    let ctx = ledger.session(Some(e), partitions).await?;
+    // The big tables (`weights`, `bonds`) are opened only when the cache
+    // does not hold what epoch e handed on.
+    let ctx = ledger
+        .session_of(&["epochs", "registry", "state"], Some(e), partitions)
+        .await?;
     let row = crate::ledger::epochs::read(&ctx, e).await?;
 
     let mut peers = Vec::new();
@@ -171,6 +175,9 @@ pub async fn load(
         return Ok(p);
     }
 
+    let ctx = ledger
+        .session_of(&["weights", "bonds"], Some(e), partitions)
+        .await?;
     // Rows in force: each peer's row from the partition of its weights_epoch.
     let w = entries(
         &ctx,

@@ -128,7 +128,7 @@ fn edges_table(edges: &Edges, stake: &[u64], partitions: usize) -> Result<MemTab
         Field::new("weight", DataType::Float64, false),
         Field::new("stake", DataType::UInt64, false),
     ]));
-    let source: UInt64Array = edges.src.iter().map(|i| stake[*i as usize]).collect();
+    let source = UInt64Array::from_iter_values(edges.src.iter().map(|i| stake[*i as usize]));
     table(
         schema,
         vec![
@@ -179,11 +179,11 @@ pub async fn register_inputs(
         Field::new("weight", DataType::Float64, false),
         Field::new("bond_stake", DataType::UInt64, false),
     ]));
-    let bond_stake: UInt64Array = seg
-        .holder
-        .iter()
-        .map(|h| seg.stake.get(*h as usize).copied().unwrap_or(0))
-        .collect();
+    let bond_stake = UInt64Array::from_iter_values(
+        seg.holder
+            .iter()
+            .map(|h| seg.stake.get(*h as usize).copied().unwrap_or(0)),
+    );
     register(
         ctx,
         "segments",

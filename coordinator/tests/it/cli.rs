@@ -263,3 +263,45 @@ fn same_digest_with_one_and_many_partitions() {
         .ok();
     }
 }
+
+/// `epoch run --cache DIR` leaves the newest epoch's hand-over there (the
+/// next run takes it; `ledger.rs` checks it is what the ledger holds), and
+/// `--cache off` writes none. Both ledgers verify.
+#[test]
+fn epoch_cache_folder_and_off() {
+    let net = Net::new(3, &[100, 200, 300], "");
+    let cache = net.dir.path().join("cache");
+    let arg = cache.display().to_string();
+    for e in 0..2 {
+        net.set(0, "1=1,2=1");
+        net.set(1, "0=1,2=3");
+        net.fb(&["epoch", "run", "--cache", &arg]).ok();
+        net.fb(&["epoch", "verify", "--epoch", &e.to_string()]).ok();
+    }
+    let files: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files.iter().all(|f| f.starts_with("1-")), "{files:?}");
+
+    // `off` wins over FACEBLOCK_CACHE, which common.rs sets for every command.
+    let other = Net::new(3, &[100, 200, 300], "");
+    other.set(0, "1=1");
+    let run = other.fb(&["epoch", "run", "--cache", "off"]).ok();
+    assert!(run.stdout.contains("epoch 0 committed"), "{}", run.stdout);
+    let url = faceblock_schemas::Store::open(&other.store)
+        .unwrap()
+        .url()
+        .to_string();
+    let would = faceblock_coordinator::epoch::cache::EpochCache::new(
+        &std::env::temp_dir().join("faceblock-tests-epoch-cache"),
+        &url,
+    );
+    assert!(!would.dir().exists(), "{}", would.dir().display());
+    other.fb(&["epoch", "run"]).ok();
+    assert!(would.dir().exists(), "without --cache, FACEBLOCK_CACHE is used");
+    let help = other.fb(&["epoch", "run", "--help"]).ok();
+    assert!(help.stdout.contains("--cache <DIR|off>"), "{}", help.stdout);
+}
