@@ -437,6 +437,7 @@ fn steady(
     }
     if !base.join("keep").exists() {
         let _ = std::fs::remove_dir_all(&root);
+        let _ = std::fs::remove_dir_all(root.with_extension("epoch-cache"));
     }
     Ok(())
 }

@@ -301,7 +301,10 @@ fn epoch_cache_folder_and_off() {
     );
     assert!(!would.dir().exists(), "{}", would.dir().display());
     other.fb(&["epoch", "run"]).ok();
-    assert!(would.dir().exists(), "without --cache, FACEBLOCK_CACHE is used");
+    assert!(
+        would.dir().exists(),
+        "without --cache, FACEBLOCK_CACHE is used"
+    );
     let help = other.fb(&["epoch", "run", "--help"]).ok();
     assert!(help.stdout.contains("--cache <DIR|off>"), "{}", help.stdout);
 }
