@@ -101,7 +101,7 @@ pub async fn load(
         for i in 0..b.num_rows() {
             peers.push(Peer {
                 uid: uid(col_i64(&b, 0).value(i))?,
-                public_key: PublicKey::from_hex(keys.value(i))?,
+                public_key: PublicKey::from_registry_hex(keys.value(i))?,
                 modality: modality.value(i).to_string(),
                 registered_epoch: col_i64(&b, 3).value(i) as u64,
             });
