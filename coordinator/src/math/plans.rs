@@ -141,9 +141,9 @@ fn edges_table(edges: &Edges, stake: &[u64], partitions: usize) -> Result<MemTab
     )
 }
 
-/// Registers the epoch's inputs: `edges`, `peers` (stake by index),
-/// `segments` (the bond segments' entries, each with its holder's stake sum),
-/// and the view `new_bonds` (`bonds.sql`) over them.
+/// Registers the epoch's inputs: `edges`, `segments` (the bond segments'
+/// entries, each with its holder's stake sum), and the view `new_bonds`
+/// (`bonds.sql`) over them.
 pub async fn register_inputs(
     ctx: &SessionContext,
     input: &Input<'_>,
@@ -153,23 +153,6 @@ pub async fn register_inputs(
         ctx,
         "edges",
         edges_table(input.edges, input.stake, partitions)?,
-    )?;
-    let n = input.stake.len();
-    let peers = Arc::new(Schema::new(vec![
-        Field::new("peer", DataType::UInt32, false),
-        Field::new("stake", DataType::UInt64, false),
-    ]));
-    register(
-        ctx,
-        "peers",
-        table(
-            peers,
-            vec![
-                Arc::new(UInt32Array::from_iter_values(0..n as u32)),
-                Arc::new(UInt64Array::from(input.stake.to_vec())),
-            ],
-            partitions,
-        )?,
     )?;
     let seg = input.segments;
     let segments = Arc::new(Schema::new(vec![
