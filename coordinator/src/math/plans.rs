@@ -404,10 +404,11 @@ pub async fn compute_timed(
         0i64,
         int,
     );
+    let shifts = i64s(&shifts);
     register(
         ctx,
         "scales",
-        per_peer(&[("shift", i64s(&shifts))], partitions)?,
+        per_peer(&[("shift", shifts.clone())], partitions)?,
     )?;
     let totals = by_peer(
         n,
@@ -422,7 +423,7 @@ pub async fn compute_timed(
         "columns",
         per_peer(
             &[
-                ("shift", i64s(&shifts)),
+                ("shift", shifts),
                 ("total", totals),
                 ("incentive", f64s(&incentive)),
             ],
