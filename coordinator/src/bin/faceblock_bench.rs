@@ -454,6 +454,8 @@ fn report(label: &str, r: &Run) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // FACEBLOCK_LOG=faceblock_coordinator=debug shows each plan with its metrics.
+    faceblock_schemas::logging::init(faceblock_schemas::logging::LogFormat::Text);
     let r = match cli.command {
         Cmd::Generate {
             peers,

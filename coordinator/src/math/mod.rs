@@ -13,6 +13,7 @@
 pub mod bonds;
 pub mod clip;
 pub mod consensus;
+pub mod dense;
 pub mod dividends;
 pub mod emission;
 pub mod fixed;

@@ -12,9 +12,7 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, UInt32Array, UInt64Array,
 };
-use arrow::datatypes::{
-    DataType, Decimal128Type, Field, Float64Type, Int64Type, Schema, UInt32Type,
-};
+use arrow::datatypes::{DataType, Field, Float64Type, Schema, UInt32Type};
 use datafusion::common::metadata::ScalarAndMetadata;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::MemTable;
@@ -22,6 +20,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use faceblock_schemas::Consensus;
 
+use super::dense::{self, Max, Sum};
 use super::{clip, fixed, rank, trust, Bonds, Edges, Input, Output};
 use crate::Result;
 
@@ -78,8 +77,17 @@ fn plan(name: &str) -> &'static str {
 }
 
 /// A session with `partitions` target partitions and every function registered.
+///
+/// Every join of the plans has an n-row table by peer index on one side:
+/// collected whole on each partition (`CollectLeft`, a direct array lookup
+/// as the keys are dense) it saves hash-repartitioning the 25.6 M-row side,
+/// which the default thresholds (1 MiB, 128 k rows) ask for beyond ~30,000
+/// peers.
 pub fn session(partitions: usize) -> SessionContext {
-    let cfg = SessionConfig::new().with_target_partitions(partitions.max(1));
+    let mut cfg = SessionConfig::new().with_target_partitions(partitions.max(1));
+    let opt = &mut cfg.options_mut().optimizer;
+    opt.hash_join_single_partition_threshold = 1 << 30;
+    opt.hash_join_single_partition_threshold_rows = 1 << 26;
     let ctx = SessionContext::new_with_config(cfg);
     super::udf::register(&ctx);
     ctx
@@ -226,7 +234,13 @@ async fn run_plan(
             .collect();
         df.with_param_values(ParamValues::Map(map))?
     };
-    Ok(df.collect().await?)
+    let plan = df.create_physical_plan().await?;
+    let out = datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx()).await?;
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let shown = datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(plan.as_ref()).indent(true);
+        tracing::debug!(plan = name, "plan with its metrics:\n{shown}");
+    }
+    Ok(out)
 }
 
 /// Scatters a `(peer, value)` result into a vector by index (absent: default).
@@ -246,10 +260,6 @@ fn by_peer<T: Copy>(
     out
 }
 
-fn int(c: &ArrayRef, i: usize) -> i64 {
-    c.as_primitive::<Int64Type>().value(i)
-}
-
 fn i64s(v: &[i64]) -> ArrayRef {
     Arc::new(Int64Array::from(v.to_vec()))
 }
@@ -264,10 +274,6 @@ fn per_peer(columns: &[(&str, ArrayRef)], partitions: usize) -> Result<MemTable>
         arrays.push(a.clone());
     }
     table(Arc::new(Schema::new(fields)), arrays, partitions)
-}
-
-fn fx(c: &ArrayRef, i: usize) -> u128 {
-    c.as_primitive::<Decimal128Type>().value(i).max(0) as u128
 }
 
 fn float(c: &ArrayRef, i: usize) -> f64 {
@@ -331,17 +337,18 @@ pub async fn compute_timed(
         }
     };
 
-    let rank_fx = by_peer(
-        n,
+    let rank_fx = dense::slots::<Sum>(
         &run(ctx, &mut times, "rank", vec![("shift", shift)]).await?,
-        0,
-        fx,
-    );
-    let rank: Vec<f64> = rank_fx.iter().map(|v| rank::share(*v, total)).collect();
-    let trust_stake = by_peer(n, &run(ctx, &mut times, "trust", vec![]).await?, 0, fx);
+        n,
+    )?;
+    let rank: Vec<f64> = rank_fx
+        .iter()
+        .map(|v| rank::share((*v).max(0) as u128, total))
+        .collect();
+    let trust_stake = dense::slots::<Sum>(&run(ctx, &mut times, "trust", vec![]).await?, n)?;
     let trust: Vec<f64> = trust_stake
         .iter()
-        .map(|v| trust::share(*v, total))
+        .map(|v| trust::share((*v).max(0) as u128, total))
         .collect();
 
     let (consensus, factor) = match &clipped {
@@ -398,24 +405,18 @@ pub async fn compute_timed(
 
     // Dividends over the view `new_bonds`: each column's scale, then its
     // total at that scale, then one pass that joins both and the incentive.
-    let shifts = by_peer(
-        n,
-        &run(ctx, &mut times, "bond_scales", vec![]).await?,
-        0i64,
-        int,
-    );
+    let shifts: Vec<i64> =
+        dense::slots::<Max>(&run(ctx, &mut times, "bond_scales", vec![]).await?, n)?
+            .into_iter()
+            .map(|m| fixed::shift_for_max(m.abs()) as i64)
+            .collect();
     let shifts = i64s(&shifts);
     register(
         ctx,
         "scales",
         per_peer(&[("shift", shifts.clone())], partitions)?,
     )?;
-    let totals = by_peer(
-        n,
-        &run(ctx, &mut times, "bond_totals", vec![]).await?,
-        0i128,
-        |c, i| c.as_primitive::<Decimal128Type>().value(i),
-    );
+    let totals = dense::slots::<Sum>(&run(ctx, &mut times, "bond_totals", vec![]).await?, n)?;
     let totals: ArrayRef =
         Arc::new(arrow::array::Decimal128Array::from(totals).with_precision_and_scale(38, 0)?);
     register(
@@ -430,12 +431,11 @@ pub async fn compute_timed(
             partitions,
         )?,
     )?;
-    let dividends: Vec<f64> = by_peer(
-        n,
-        &run(ctx, &mut times, "dividends", vec![]).await?,
-        0.0,
-        float,
-    );
+    let dividends: Vec<f64> =
+        dense::slots::<Sum>(&run(ctx, &mut times, "dividends", vec![]).await?, n)?
+            .into_iter()
+            .map(|v| fixed::unscale(v.max(0) as u128, fixed::UNIT_FRAC).min(1.0))
+            .collect();
 
     Ok((
         Output::settle(input, rank, trust, consensus, incentive, dividends, loss),

@@ -29,12 +29,15 @@ use super::fixed;
 pub const FX: DataType = DataType::Decimal128(38, 0);
 
 /// Registers every FaceBlock function in `ctx`: the scalar helpers below,
-/// [`fb_fx_sum`], and the Fisher job's `fb_sum`.
+/// [`fb_fx_sum`], the aggregates by peer index ([`super::dense`]), and the
+/// Fisher job's `fb_sum`.
 pub fn register(ctx: &SessionContext) {
     for f in scalars() {
         ctx.register_udf(f);
     }
     ctx.register_udaf(fb_fx_sum());
+    ctx.register_udaf(super::dense::fb_fx_sum_by());
+    ctx.register_udaf(super::dense::fb_max_by());
     ctx.register_udaf(crate::fisher::fb_sum());
 }
 

@@ -1,10 +1,9 @@
 -- Dividends D_i = Σ_j β_ij · I_j with β_ij = B'_ij / Σ_k B'_kj (SPEC 5.2).
--- `columns` holds per peer j its scale, its bond total (bond_columns.sql,
+-- `columns` holds per peer j its scale, its bond total (bond_scales.sql,
 -- bond_totals.sql) and its incentive: one join, one pass over the bonds.
--- Σ_i D_i is 1, so D is summed at an absolute 2^-62.
-SELECT b.holder AS peer,
-       least(fb_unscale(fb_fx_sum(fb_fx(fb_ratio(fb_fx(b.bond, c.shift), c.total) * c.incentive, 62)), 62), 1.0) AS dividends
+-- Σ_i D_i is 1, so D is summed at an absolute 2^-62, by holder (element i
+-- of the list); the coordinator takes D_i = min(sum_i · 2^-62, 1).
+SELECT fb_fx_sum_by(b.holder, fb_fx(fb_ratio(fb_fx(b.bond, c.shift), c.total) * c.incentive, 62)) AS dividends_fx
 FROM new_bonds b
 JOIN columns c ON c.peer = b.peer
 WHERE c.incentive > 0
-GROUP BY b.holder

@@ -2,8 +2,8 @@
 -- fb_mul_fx(S_i, w_ij, $shift) = ⌊S_i · w_ij · 2^shift⌋ exactly, with
 -- $shift = 126 − bitlen(ΣS) so no sum can pass 2^126. Each edge carries its
 -- source's stake (`edges.stake`), so this is one pass over the edges with no
--- join. The coordinator divides by ΣS once (r_j = rank_fx / ΣS / 2^shift).
-SELECT dst AS peer,
-       fb_fx_sum(fb_mul_fx(stake, weight, $shift)) AS rank_fx
+-- join. fb_fx_sum_by sums by peer index: element j of the list is rank_fx_j
+-- (a GROUP BY dst without hashing). The coordinator divides by ΣS once
+-- (r_j = rank_fx_j / ΣS / 2^shift).
+SELECT fb_fx_sum_by(dst, fb_mul_fx(stake, weight, $shift)) AS rank_fx
 FROM edges
-GROUP BY dst
