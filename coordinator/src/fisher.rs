@@ -361,11 +361,7 @@ mod tests {
 
     #[test]
     fn divergence_is_total_variation() {
-        let edges = Edges {
-            src: vec![0, 0, 2],
-            dst: vec![1, 3, 0],
-            weight: vec![0.5, 0.5, 1.0],
-        };
+        let edges = Edges::new(vec![0, 0, 2], vec![1, 3, 0], vec![0.5, 0.5, 1.0]);
         let phi = vec![
             vec![(1, 12.0), (2, 4.0), (3, 0.0)],
             vec![(0, 1.0)],

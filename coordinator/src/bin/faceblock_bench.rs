@@ -196,19 +196,19 @@ fn generate(root: &Path, n: u32, k: u32, epoch: u64, share: f64) -> anyhow::Resu
 /// Epoch `epoch`'s rows in force for the generated shape, normalised, in
 /// index space (uid = index).
 fn edges_at(n: u32, k: u32, bases: &[u32], epoch: u64) -> math::Edges {
-    let mut e = math::Edges::default();
+    let (mut src, mut dst_, mut weight) = (vec![], vec![], vec![]);
     for i in 0..n {
         let (dst, w) = row(n, k, bases[i as usize], i, epoch);
         let mut pairs: Vec<(u32, f64)> = dst.into_iter().zip(w).collect();
         pairs.sort_by_key(|p| p.0);
         let sum: f64 = pairs.iter().map(|p| p.1).sum();
         for (d, w) in pairs {
-            e.src.push(i);
-            e.dst.push(d);
-            e.weight.push(w / sum);
+            src.push(i);
+            dst_.push(d);
+            weight.push(w / sum);
         }
     }
-    e
+    math::Edges::new(src, dst_, weight)
 }
 
 fn arith(n: u32, k: u32, partitions: Option<usize>, runs: usize) -> anyhow::Result<()> {

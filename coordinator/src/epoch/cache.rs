@@ -24,10 +24,9 @@ use arrow::ipc::writer::FileWriter;
 use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
-use crate::math::{Edges, Segments};
+use crate::math::{Column, Edges, Segments};
 
 /// Rows per IPC batch.
-const BATCH: usize = 1 << 20;
 
 /// Where one store's cached epochs live.
 #[derive(Debug, Clone)]
@@ -156,71 +155,75 @@ impl EpochCache {
     }
 }
 
+/// One record batch of whole columns: written from the shared buffers and
+/// read back into one buffer per column, with no copy either way.
 fn write(
     path: &Path,
-    u32s: &[(&str, &Vec<u32>)],
-    f64s: &[(&str, &Vec<f64>)],
+    u32s: &[(&str, &Column<u32>)],
+    f64s: &[(&str, &Column<f64>)],
 ) -> std::io::Result<()> {
     let mut fields = vec![];
-    for (name, _) in u32s {
+    let mut cols: Vec<ArrayRef> = vec![];
+    for (name, v) in u32s {
         fields.push(Field::new(*name, DataType::UInt32, false));
+        cols.push(Arc::new(UInt32Array::new((*v).clone(), None)));
     }
-    for (name, _) in f64s {
+    for (name, v) in f64s {
         fields.push(Field::new(*name, DataType::Float64, false));
+        cols.push(Arc::new(Float64Array::new((*v).clone(), None)));
     }
     let schema = Arc::new(Schema::new(fields));
     let tmp = path.with_extension("tmp");
     let file = std::io::BufWriter::with_capacity(1 << 22, File::create(&tmp)?);
     let mut w = FileWriter::try_new(file, &schema).map_err(std::io::Error::other)?;
-    let m = u32s.first().map_or(0, |c| c.1.len());
-    for lo in (0..m).step_by(BATCH) {
-        let hi = (lo + BATCH).min(m);
-        let mut cols: Vec<ArrayRef> = vec![];
-        for (_, v) in u32s {
-            cols.push(Arc::new(UInt32Array::from(v[lo..hi].to_vec())));
-        }
-        for (_, v) in f64s {
-            cols.push(Arc::new(Float64Array::from(v[lo..hi].to_vec())));
-        }
-        let b = RecordBatch::try_new(schema.clone(), cols).map_err(std::io::Error::other)?;
-        w.write(&b).map_err(std::io::Error::other)?;
-    }
+    let b = RecordBatch::try_new(schema.clone(), cols).map_err(std::io::Error::other)?;
+    w.write(&b).map_err(std::io::Error::other)?;
     w.finish().map_err(std::io::Error::other)?;
     let file = w.into_inner().map_err(std::io::Error::other)?;
     file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     std::fs::rename(&tmp, path)
 }
 
-type Columns = (Vec<Vec<u32>>, Vec<Vec<f64>>);
+type Columns = (Vec<Column<u32>>, Vec<Column<f64>>);
+
+/// The values of every batch's column `i` as one buffer (shared when the
+/// file holds one batch, as [`write`] leaves it).
+fn column<T: arrow::datatypes::ArrowPrimitiveType>(
+    batches: &[RecordBatch],
+    i: usize,
+) -> std::io::Result<Column<T::Native>> {
+    let mut parts = vec![];
+    for b in batches {
+        let a = b.column(i).as_primitive_opt::<T>();
+        let a = a.filter(|a| a.null_count() == 0);
+        parts.push(
+            a.ok_or_else(|| std::io::Error::other("bad column"))?
+                .values()
+                .clone(),
+        );
+    }
+    Ok(match parts.len() {
+        1 => parts.remove(0),
+        _ => parts.iter().flat_map(|p| p.iter().copied()).collect(),
+    })
+}
 
 /// Two UInt32 columns, then `floats` Float64 columns.
 fn read(path: &Path, floats: usize) -> std::io::Result<Columns> {
     let file = std::io::BufReader::with_capacity(1 << 22, File::open(path)?);
     let r = FileReader::try_new(file, None).map_err(std::io::Error::other)?;
-    let mut u: Vec<Vec<u32>> = vec![vec![]; 2];
-    let mut f: Vec<Vec<f64>> = vec![vec![]; floats];
-    for b in r {
-        let b = b.map_err(std::io::Error::other)?;
-        if b.num_columns() != 2 + floats {
-            return Err(std::io::Error::other("unexpected columns"));
-        }
-        for (i, v) in u.iter_mut().enumerate() {
-            let a = b.column(i).as_primitive_opt::<UInt32Type>();
-            let a = a.filter(|a| a.null_count() == 0);
-            v.extend_from_slice(
-                a.ok_or_else(|| std::io::Error::other("bad column"))?
-                    .values(),
-            );
-        }
-        for (i, v) in f.iter_mut().enumerate() {
-            let a = b.column(2 + i).as_primitive_opt::<Float64Type>();
-            let a = a.filter(|a| a.null_count() == 0);
-            v.extend_from_slice(
-                a.ok_or_else(|| std::io::Error::other("bad column"))?
-                    .values(),
-            );
-        }
+    let batches = r
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(std::io::Error::other)?;
+    if batches.iter().any(|b| b.num_columns() != 2 + floats) {
+        return Err(std::io::Error::other("unexpected columns"));
     }
+    let u = (0..2)
+        .map(|i| column::<UInt32Type>(&batches, i))
+        .collect::<std::io::Result<_>>()?;
+    let f = (0..floats)
+        .map(|i| column::<Float64Type>(&batches, 2 + i))
+        .collect::<std::io::Result<_>>()?;
     Ok((u, f))
 }
 
@@ -230,16 +233,12 @@ mod tests {
 
     fn carried() -> Carried {
         Carried {
-            rows: Edges {
-                src: vec![0, 0, 2],
-                dst: vec![1, 2, 0],
-                weight: vec![0.25, 0.75, 1.0],
-            },
+            rows: Edges::new(vec![0, 0, 2], vec![1, 2, 0], vec![0.25, 0.75, 1.0]),
             segments: Segments {
-                holder: vec![0, 1],
-                peer: vec![2, 0],
-                bond: vec![3.5, 0.0],
-                weight: vec![1.0, -0.0],
+                holder: vec![0, 1].into(),
+                peer: vec![2, 0].into(),
+                bond: vec![3.5, 0.0].into(),
+                weight: vec![1.0, -0.0].into(),
                 ..Default::default()
             },
         }

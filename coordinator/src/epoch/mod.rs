@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use faceblock_schemas::{NetworkFile, Store};
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::fisher;
 use crate::ingest::{self, InputObject, Rejection, Source};
@@ -159,6 +159,7 @@ pub async fn prepare(
         });
     }
     rejections.sort_by(|a, b| a.object.cmp(&b.object));
+    debug!(ms = t.elapsed().as_millis() as u64, "rows in force merged");
     let mut stake = prev.stake;
     stake.resize(registry.len(), 0);
     let total_before: u128 = stake.iter().map(|s| *s as u128).sum();
@@ -174,6 +175,10 @@ pub async fn prepare(
         .collect();
     let bond_edges = math::bond_edges(&net.params, &stake, &force.edges);
     let segments = prev.segments.advance(epoch, &stake, &bond_edges, &due);
+    debug!(
+        ms = t.elapsed().as_millis() as u64,
+        "bond segments advanced"
+    );
     let out = math::plans::compute(
         &math::Input {
             params: &net.params,
@@ -185,6 +190,7 @@ pub async fn prepare(
         threads,
     )
     .await?;
+    debug!(ms = t.elapsed().as_millis() as u64, "plans run");
     let fisher_rank = fisher::fisher_rank(&phi);
     let fisher_divergence = fisher::divergence(&force.edges, &phi);
     phases.arithmetic = t.elapsed();

@@ -187,11 +187,7 @@ pub async fn load(
     )
     .await?;
     let w = w.sorted(n);
-    p.rows = Edges {
-        src: w.owner,
-        dst: w.peer,
-        weight: w.a,
-    };
+    p.rows = Edges::new(w.owner, w.peer, w.a);
 
     // Bond segments: each holder's entries from the partition of its bonds_epoch.
     let starts: Vec<Option<u64>> = p.segments.start.iter().map(|s| Some(*s)).collect();
@@ -203,10 +199,10 @@ pub async fn load(
     )
     .await?
     .sorted(n);
-    p.segments.holder = b.owner;
-    p.segments.peer = b.peer;
-    p.segments.bond = b.a;
-    p.segments.weight = b.b;
+    p.segments.holder = b.owner.into();
+    p.segments.peer = b.peer.into();
+    p.segments.bond = b.a.into();
+    p.segments.weight = b.b.into();
     p.registry = registry;
     Ok(p)
 }

@@ -47,9 +47,9 @@ pub fn in_force(
         ..Default::default()
     };
     let cap = si.len() + accepted.iter().map(|r| r.dst.len()).sum::<usize>();
-    out.edges.src.reserve(cap);
-    out.edges.dst.reserve(cap);
-    out.edges.weight.reserve(cap);
+    let mut src: Vec<u32> = Vec::with_capacity(cap);
+    let mut dst: Vec<u32> = Vec::with_capacity(cap);
+    let mut weight: Vec<f64> = Vec::with_capacity(cap);
     let mut c = 0usize;
     for (i, new_row) in new_rows.iter().enumerate() {
         let start = c;
@@ -61,11 +61,9 @@ pub fn in_force(
             if !r.dst.is_empty() {
                 out.rows += 1;
             }
-            out.edges
-                .src
-                .extend(std::iter::repeat_n(i as u32, r.dst.len()));
-            out.edges.dst.extend_from_slice(&r.dst);
-            out.edges.weight.extend_from_slice(&r.weight);
+            src.extend(std::iter::repeat_n(i as u32, r.dst.len()));
+            dst.extend_from_slice(&r.dst);
+            weight.extend_from_slice(&r.weight);
             continue;
         }
         let Some(we) = carried_epoch.get(i).copied().flatten() else {
@@ -82,9 +80,10 @@ pub fn in_force(
         if c > start {
             out.rows += 1;
         }
-        out.edges.src.extend_from_slice(&si[start..c]);
-        out.edges.dst.extend_from_slice(&di[start..c]);
-        out.edges.weight.extend_from_slice(&w[start..c]);
+        src.extend_from_slice(&si[start..c]);
+        dst.extend_from_slice(&di[start..c]);
+        weight.extend_from_slice(&w[start..c]);
     }
+    out.edges = Edges::new(src, dst, weight);
     Ok(out)
 }

@@ -25,7 +25,7 @@
 //! the rounding of one division, whether bonds are 10^12 base units or 10^-3.
 
 use super::fixed;
-use super::{Bonds, Edges};
+use super::{Bonds, Column, Edges};
 
 /// Every holder starts a new segment at least once per this many epochs (at
 /// the epochs where `epoch % CHECKPOINT_EPOCHS == uid % CHECKPOINT_EPOCHS`),
@@ -52,13 +52,13 @@ pub fn closed_form(bond: f64, weight: f64, stake: u64) -> f64 {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Segments {
     /// Holder i.
-    pub holder: Vec<u32>,
+    pub holder: Column<u32>,
     /// Peer j.
-    pub peer: Vec<u32>,
+    pub peer: Column<u32>,
     /// B_ij(e0): the bond after the segment's first epoch.
-    pub bond: Vec<f64>,
+    pub bond: Column<f64>,
     /// w_ij of the row in force through the segment (0 if none).
-    pub weight: Vec<f64>,
+    pub weight: Column<f64>,
     /// Per holder: the epoch its segment started.
     pub start: Vec<u64>,
     /// Per holder: Σ S_i over the segment's epochs after its first (0 in
@@ -82,10 +82,10 @@ impl Segments {
     /// elsewhere).
     pub fn from_bonds(bonds: &Bonds, n: usize) -> Segments {
         Segments {
-            holder: bonds.holder.clone(),
-            peer: bonds.peer.clone(),
-            bond: bonds.bond.clone(),
-            weight: vec![0.0; bonds.len()],
+            holder: bonds.holder.clone().into(),
+            peer: bonds.peer.clone().into(),
+            bond: bonds.bond.clone().into(),
+            weight: vec![0.0; bonds.len()].into(),
             start: vec![0; n],
             stake: vec![0; n],
         }
@@ -120,10 +120,10 @@ impl Segments {
             ..Default::default()
         };
         let cap = self.len().max(edges.len());
-        out.holder.reserve(cap);
-        out.peer.reserve(cap);
-        out.bond.reserve(cap);
-        out.weight.reserve(cap);
+        let mut holders: Vec<u32> = Vec::with_capacity(cap);
+        let mut peers: Vec<u32> = Vec::with_capacity(cap);
+        let mut bonds: Vec<f64> = Vec::with_capacity(cap);
+        let mut weights: Vec<f64> = Vec::with_capacity(cap);
         let (mut a, mut b) = (0usize, 0usize);
         for (i, &s) in stake.iter().enumerate() {
             let h = i as u32;
@@ -144,10 +144,10 @@ impl Segments {
                 && !due.get(i).copied().unwrap_or(false)
                 && self.holds_row(a0..a, edges, b0..b);
             if let (true, Some(sum)) = (goes_on, sum) {
-                out.holder.extend_from_slice(&self.holder[a0..a]);
-                out.peer.extend_from_slice(&self.peer[a0..a]);
-                out.bond.extend_from_slice(&self.bond[a0..a]);
-                out.weight.extend_from_slice(&self.weight[a0..a]);
+                holders.extend_from_slice(&self.holder[a0..a]);
+                peers.extend_from_slice(&self.peer[a0..a]);
+                bonds.extend_from_slice(&self.bond[a0..a]);
+                weights.extend_from_slice(&self.weight[a0..a]);
                 out.start.push(self.start[i]);
                 out.stake.push(sum);
                 continue;
@@ -178,15 +178,19 @@ impl Segments {
                 };
                 let bond = closed_form(prev, weight, s);
                 if bond > 0.0 || weight != 0.0 {
-                    out.holder.push(h);
-                    out.peer.push(peer);
-                    out.bond.push(bond);
-                    out.weight.push(weight);
+                    holders.push(h);
+                    peers.push(peer);
+                    bonds.push(bond);
+                    weights.push(weight);
                 }
             }
             out.start.push(epoch);
             out.stake.push(0);
         }
+        out.holder = holders.into();
+        out.peer = peers.into();
+        out.bond = bonds.into();
+        out.weight = weights.into();
         out
     }
 

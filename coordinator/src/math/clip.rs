@@ -84,16 +84,16 @@ pub fn levels(n: usize, stake: &[u64], edges: &Edges, kappa: f64) -> Vec<f64> {
 
 /// min(w_ij, c_j), keeping only the entries that stay positive (in the same order).
 pub fn apply(edges: &Edges, levels: &[f64]) -> Edges {
-    let mut out = Edges::default();
+    let (mut src, mut dst, mut weight) = (vec![], vec![], vec![]);
     for e in 0..edges.len() {
         let w = edges.weight[e].min(levels[edges.dst[e] as usize]);
         if w > 0.0 {
-            out.src.push(edges.src[e]);
-            out.dst.push(edges.dst[e]);
-            out.weight.push(w);
+            src.push(edges.src[e]);
+            dst.push(edges.dst[e]);
+            weight.push(w);
         }
     }
-    out
+    Edges::new(src, dst, weight)
 }
 
 /// The factor that multiplies rank in incentive and loss under median

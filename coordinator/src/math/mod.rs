@@ -27,16 +27,32 @@ pub mod udf;
 pub use bonds::Segments;
 use faceblock_schemas::{Consensus, Params};
 
+/// A column of the epoch's edges or bond entries: an Arrow buffer, so that
+/// the plans' tables, the ledger builders and the epoch cache share one copy
+/// (tens of millions of entries) instead of each making its own.
+pub type Column<T> = arrow::buffer::ScalarBuffer<T>;
+
 /// Rows in force in index space (index = position of the uid in the sorted
 /// registry), sorted by `(src, dst)`, each row normalised to sum to 1.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Edges {
     /// Row owner (the peer setting the weight).
-    pub src: Vec<u32>,
+    pub src: Column<u32>,
     /// Peer being weighted.
-    pub dst: Vec<u32>,
+    pub dst: Column<u32>,
     /// Normalised weight `w_ij`.
-    pub weight: Vec<f64>,
+    pub weight: Column<f64>,
+}
+
+impl Edges {
+    /// Edges from owned columns (no copy).
+    pub fn new(src: Vec<u32>, dst: Vec<u32>, weight: Vec<f64>) -> Self {
+        Self {
+            src: src.into(),
+            dst: dst.into(),
+            weight: weight.into(),
+        }
+    }
 }
 
 impl Edges {

@@ -21,7 +21,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use faceblock_schemas::Consensus;
 
 use super::dense::{self, Max, Sum};
-use super::{clip, fixed, rank, trust, Bonds, Edges, Input, Output};
+use super::{clip, fixed, rank, trust, Bonds, Column, Edges, Input, Output};
 use crate::Result;
 
 /// The plans, by name, in the order [`compute`] runs them.
@@ -113,8 +113,14 @@ fn table(schema: Arc<Schema>, columns: Vec<ArrayRef>, partitions: usize) -> Resu
     Ok(MemTable::try_new(schema, parts)?)
 }
 
-fn u32s(v: &[u32]) -> ArrayRef {
-    Arc::new(UInt32Array::from(v.to_vec()))
+/// A shared column as an array (no copy).
+fn u32s(v: &Column<u32>) -> ArrayRef {
+    Arc::new(UInt32Array::new(v.clone(), None))
+}
+
+/// A shared column as an array (no copy).
+fn f64c(v: &Column<f64>) -> ArrayRef {
+    Arc::new(Float64Array::new(v.clone(), None))
 }
 
 fn f64s(v: &[f64]) -> ArrayRef {
@@ -142,7 +148,7 @@ fn edges_table(edges: &Edges, stake: &[u64], partitions: usize) -> Result<MemTab
         vec![
             u32s(&edges.src),
             u32s(&edges.dst),
-            f64s(&edges.weight),
+            f64c(&edges.weight),
             Arc::new(source),
         ],
         partitions,
@@ -183,8 +189,8 @@ pub async fn register_inputs(
             vec![
                 u32s(&seg.holder),
                 u32s(&seg.peer),
-                f64s(&seg.bond),
-                f64s(&seg.weight),
+                f64c(&seg.bond),
+                f64c(&seg.weight),
                 Arc::new(bond_stake),
             ],
             partitions,
@@ -237,7 +243,10 @@ async fn run_plan(
     let plan = df.create_physical_plan().await?;
     let out = datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx()).await?;
     if tracing::enabled!(tracing::Level::DEBUG) {
-        let shown = datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(plan.as_ref()).indent(true);
+        let shown = datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(
+            plan.as_ref(),
+        )
+        .indent(true);
         tracing::debug!(plan = name, "plan with its metrics:\n{shown}");
     }
     Ok(out)
@@ -459,7 +468,7 @@ fn collect_clipped(n: usize, batches: &[RecordBatch]) -> (Edges, Vec<f64>) {
         w.extend_from_slice(b.column(2).as_primitive::<Float64Type>().values());
     }
     let (src, dst, weight) = super::sort_triples(s, d, w);
-    (Edges { src, dst, weight }, levels)
+    (Edges::new(src, dst, weight), levels)
 }
 
 /// `(holder, peer, bond)` batches → [`Bonds`] sorted by `(holder, peer)`.
