@@ -75,7 +75,9 @@ fn udf(name: &str, input: Vec<DataType>, output: DataType, kernel: Kernel) -> Sc
 /// - `fb_fx(x Float64, shift Int64) → FX`: sign(x)·⌊|x|·2^shift⌋;
 /// - `fb_unscale(v FX, shift Int64) → Float64`: v·2^-shift;
 /// - `fb_shift_for(max Float64) → Int64`: the scale for a sum whose largest |term| is max;
-/// - `fb_ratio(a FX, b FX) → Float64`: min(a / b, 1), 0 when b is 0 (a share);
+/// - `fb_share(bond Float64, shift Int64, total FX) → Float64`: β, the bond's
+///   share of its column, from the same truncated term as the column's total
+///   (`math::bonds::share`; 0 when the total is 0);
 /// - `fb_exp(x Float64) → Float64`: libm's portable exp.
 pub fn scalars() -> Vec<ScalarUDF> {
     use DataType::{Float64, Int64, UInt64};
@@ -150,30 +152,27 @@ pub fn scalars() -> Vec<ScalarUDF> {
                 (0..m.len()).map(|i| fixed::shift_for_max(m.value(i).abs()) as i64),
             )))
         }),
-        udf("fb_ratio", vec![FX, FX], Float64, |a| {
-            let x = a[0].as_primitive::<Decimal128Type>();
-            let y = a[1].as_primitive::<Decimal128Type>();
-            let ratio = |a: i128, b: i128| {
-                if b == 0 {
-                    0.0
-                } else {
-                    (a as f64 / b as f64).min(1.0)
-                }
-            };
-            if x.null_count() + y.null_count() == 0 {
+        udf("fb_share", vec![Float64, Int64, FX], Float64, |a| {
+            let b = a[0].as_primitive::<Float64Type>();
+            let sh = a[1].as_primitive::<Int64Type>();
+            let t = a[2].as_primitive::<Decimal128Type>();
+            let share =
+                |b: f64, sh: i64, t: i128| super::bonds::share(b, sh as i32, t.max(0) as u128);
+            if b.null_count() + sh.null_count() + t.null_count() == 0 {
                 return Ok(Arc::new(Float64Array::from_iter_values(
-                    x.values()
+                    b.values()
                         .iter()
-                        .zip(y.values().iter())
-                        .map(|(a, b)| ratio(*a, *b)),
+                        .zip(sh.values().iter())
+                        .zip(t.values().iter())
+                        .map(|((b, sh), t)| share(*b, *sh, *t)),
                 )));
             }
-            Ok(Arc::new(Float64Array::from_iter_values((0..x.len()).map(
+            Ok(Arc::new(Float64Array::from_iter_values((0..b.len()).map(
                 |i| {
-                    if y.is_null(i) || x.is_null(i) {
+                    if b.is_null(i) || sh.is_null(i) || t.is_null(i) {
                         0.0
                     } else {
-                        ratio(x.value(i), y.value(i))
+                        share(b.value(i), sh.value(i), t.value(i))
                     }
                 },
             ))))
