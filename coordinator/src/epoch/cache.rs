@@ -30,7 +30,6 @@ use tracing::{debug, warn};
 
 use crate::math::{Column, Edges, Segments};
 
-
 /// Where one store's cached epochs live.
 #[derive(Debug, Clone)]
 pub struct EpochCache {
