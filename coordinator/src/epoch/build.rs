@@ -12,7 +12,7 @@ use crate::digest::{self, CHUNK_ROWS};
 use crate::fisher::Score;
 use crate::ingest::{InputObject, Rejection};
 use crate::ledger::tables;
-use crate::math::{Output, Segments};
+use crate::math::{Column, Output, Segments};
 use crate::registry::Peer;
 use crate::Result;
 use faceblock_schemas::exchange::Metrics;
@@ -129,7 +129,7 @@ pub fn weights(epoch: u64, uids: &[i64], force: &InForce) -> Result<Vec<RecordBa
             ("epoch", epoch_col(epoch, keep.len())),
             ("src", i64s(keep.iter().map(|x| uids[e.src[*x] as usize]))),
             ("dst", i64s(keep.iter().map(|x| uids[e.dst[*x] as usize]))),
-            ("weight", f64s(keep.iter().map(|x| e.weight[*x]).collect())),
+            ("weight", pick(&e.weight, &keep)),
         ],
     )
 }
@@ -151,11 +151,8 @@ pub fn bonds(epoch: u64, uids: &[i64], seg: &Segments) -> Result<Vec<RecordBatch
                 "peer",
                 i64s(keep.iter().map(|x| uids[seg.peer[*x] as usize])),
             ),
-            ("bond", f64s(keep.iter().map(|x| seg.bond[*x]).collect())),
-            (
-                "weight",
-                f64s(keep.iter().map(|x| seg.weight[*x]).collect()),
-            ),
+            ("bond", pick(&seg.bond, &keep)),
+            ("weight", pick(&seg.weight, &keep)),
         ],
     )
 }
@@ -261,6 +258,15 @@ pub fn opt_i64s(v: impl IntoIterator<Item = Option<i64>>) -> ArrayRef {
 /// f64 column.
 pub fn f64s(v: Vec<f64>) -> ArrayRef {
     Arc::new(Float64Array::from(v))
+}
+
+/// The entries `keep` (ascending) of a shared column: the column itself,
+/// without a copy, when every entry is kept (an epoch where all rows changed).
+fn pick(col: &Column<f64>, keep: &[usize]) -> ArrayRef {
+    if keep.len() == col.len() {
+        return Arc::new(Float64Array::new(col.clone(), None));
+    }
+    f64s(keep.iter().map(|x| col[*x]).collect())
 }
 
 /// Nullable f64 column.

@@ -198,6 +198,11 @@ pub async fn prepare(
     let t = Instant::now();
     let uids: Vec<i64> = registry.peers().iter().map(|p| p.uid as i64).collect();
     let n = registry.len();
+    // `weights` and `bonds` hold up to one row per edge: built side by side.
+    let (weights, bonds) = rayon::join(
+        || build::weights(epoch, &uids, &force),
+        || build::bonds(epoch, &uids, &segments),
+    );
     let tables: Vec<(&'static str, Vec<RecordBatch>)> = vec![
         ("registry", build::registry(epoch, &new_peers)?),
         (
@@ -215,8 +220,8 @@ pub async fn prepare(
                 },
             )?,
         ),
-        ("weights", build::weights(epoch, &uids, &force)?),
-        ("bonds", build::bonds(epoch, &uids, &segments)?),
+        ("weights", weights?),
+        ("bonds", bonds?),
         ("fisher", build::fisher(epoch, &exchange.scores)?),
         ("rejections", build::rejections(epoch, &rejections)?),
         ("metrics", build::metrics(epoch, &exchange.metrics)?),
