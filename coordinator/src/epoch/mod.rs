@@ -159,7 +159,11 @@ pub async fn prepare(
         });
     }
     rejections.sort_by(|a, b| a.object.cmp(&b.object));
-    debug!(ms = t.elapsed().as_millis() as u64, "rows in force merged");
+    // Debug marks within the arithmetic phase: time since it began.
+    debug!(
+        since_start_ms = t.elapsed().as_millis() as u64,
+        "rows in force merged"
+    );
     let mut stake = prev.stake;
     stake.resize(registry.len(), 0);
     let total_before: u128 = stake.iter().map(|s| *s as u128).sum();
@@ -176,7 +180,7 @@ pub async fn prepare(
     let bond_edges = math::bond_edges(&net.params, &stake, &force.edges);
     let segments = prev.segments.advance(epoch, &stake, &bond_edges, &due);
     debug!(
-        ms = t.elapsed().as_millis() as u64,
+        since_start_ms = t.elapsed().as_millis() as u64,
         "bond segments advanced"
     );
     let out = math::plans::compute(
@@ -190,7 +194,7 @@ pub async fn prepare(
         threads,
     )
     .await?;
-    debug!(ms = t.elapsed().as_millis() as u64, "plans run");
+    debug!(since_start_ms = t.elapsed().as_millis() as u64, "plans run");
     let fisher_rank = fisher::fisher_rank(&phi);
     let fisher_divergence = fisher::divergence(&force.edges, &phi);
     phases.arithmetic = t.elapsed();
