@@ -21,33 +21,82 @@ use super::rows::InForce;
 
 /// Named columns → batches, in the schema's column order; a name the schema
 /// lacks, or a column left out, is a bug caught by every test.
-pub fn named(table: &str, mut columns: Vec<(&str, ArrayRef)>) -> Result<Vec<RecordBatch>> {
+pub fn named(table: &str, columns: Vec<(&str, ArrayRef)>) -> Result<Vec<RecordBatch>> {
     let schema = tables::schema(table).expect("known table");
+    let ordered = in_order(table, &schema, columns, None);
+    chunked(
+        table,
+        ordered.into_iter().map(|c| c.expect("given")).collect(),
+    )
+}
+
+/// [`named`] for a table whose `epoch` column holds `epoch` on every row:
+/// every batch shares one filled chunk instead of a column as long as the
+/// table (200 MB for 25.6 M weights).
+pub fn named_in(
+    table: &str,
+    epoch: u64,
+    columns: Vec<(&str, ArrayRef)>,
+) -> Result<Vec<RecordBatch>> {
+    let schema = tables::schema(table).expect("known table");
+    let ordered = in_order(table, &schema, columns, Some("epoch"));
+    let n = ordered
+        .iter()
+        .flatten()
+        .map(|c| c.len())
+        .next()
+        .unwrap_or(0);
+    let filled: ArrayRef = Arc::new(Int64Array::from(vec![epoch as i64; n.min(CHUNK_ROWS)]));
+    (0..n)
+        .step_by(CHUNK_ROWS)
+        .map(|o| {
+            let len = CHUNK_ROWS.min(n - o);
+            let cols = ordered
+                .iter()
+                .map(|c| match c {
+                    Some(c) => c.slice(o, len),
+                    None => filled.slice(0, len),
+                })
+                .collect();
+            Ok(RecordBatch::try_new(schema.clone(), cols)?)
+        })
+        .collect()
+}
+
+/// Columns in the schema's order; `None` at the one named `skip`.
+fn in_order(
+    table: &str,
+    schema: &arrow::datatypes::Schema,
+    mut columns: Vec<(&str, ArrayRef)>,
+    skip: Option<&str>,
+) -> Vec<Option<ArrayRef>> {
     assert_eq!(
-        columns.len(),
+        columns.len() + usize::from(skip.is_some()),
         schema.fields().len(),
         "{table}: one column per field"
     );
-    let ordered = schema
+    schema
         .fields()
         .iter()
         .map(|f| {
+            if Some(f.name().as_str()) == skip {
+                return None;
+            }
             let i = columns
                 .iter()
                 .position(|c| c.0 == f.name())
                 .unwrap_or_else(|| panic!("{table}: no column {}", f.name()));
-            columns.swap_remove(i).1
+            Some(columns.swap_remove(i).1)
         })
-        .collect();
-    chunked(table, ordered)
+        .collect()
 }
 
 /// `registry`: the peers that joined this epoch.
 pub fn registry(epoch: u64, joined: &[Peer]) -> Result<Vec<RecordBatch>> {
-    named(
+    named_in(
         "registry",
+        epoch,
         vec![
-            ("epoch", epoch_col(epoch, joined.len())),
             ("uid", i64s(joined.iter().map(|p| p.uid as i64))),
             (
                 "public_key",
@@ -83,12 +132,11 @@ pub struct State<'a> {
 
 /// `state`: one row per registered peer.
 pub fn state(epoch: u64, s: State<'_>) -> Result<Vec<RecordBatch>> {
-    let n = s.uids.len();
     let o = s.out;
-    named(
+    named_in(
         "state",
+        epoch,
         vec![
-            ("epoch", epoch_col(epoch, n)),
             ("uid", i64s(s.uids.iter().copied())),
             ("stake_before", i64s(s.stake.iter().map(|v| *v as i64))),
             ("emission", i64s(o.emission.iter().map(|v| *v as i64))),
@@ -120,49 +168,74 @@ pub fn state(epoch: u64, s: State<'_>) -> Result<Vec<RecordBatch>> {
 /// `weights`: the entries of the rows accepted this epoch, and no others.
 pub fn weights(epoch: u64, uids: &[i64], force: &InForce) -> Result<Vec<RecordBatch>> {
     let e = &force.edges;
-    let keep: Vec<usize> = (0..e.len())
-        .filter(|x| force.weights_epoch[e.src[*x] as usize] == Some(epoch))
-        .collect();
-    named(
+    let keep = Keep::new(e.len(), |x| {
+        force.weights_epoch[e.src[x] as usize] == Some(epoch)
+    });
+    named_in(
         "weights",
+        epoch,
         vec![
-            ("epoch", epoch_col(epoch, keep.len())),
-            ("src", i64s(keep.iter().map(|x| uids[e.src[*x] as usize]))),
-            ("dst", i64s(keep.iter().map(|x| uids[e.dst[*x] as usize]))),
-            ("weight", pick(&e.weight, &keep)),
+            ("src", keep.i64s(|x| uids[e.src[x] as usize])),
+            ("dst", keep.i64s(|x| uids[e.dst[x] as usize])),
+            ("weight", keep.f64s(&e.weight)),
         ],
     )
 }
 
 /// `bonds`: the entries of the segments that start this epoch, and no others.
 pub fn bonds(epoch: u64, uids: &[i64], seg: &Segments) -> Result<Vec<RecordBatch>> {
-    let keep: Vec<usize> = (0..seg.len())
-        .filter(|x| seg.start[seg.holder[*x] as usize] == epoch)
-        .collect();
-    named(
+    let keep = Keep::new(seg.len(), |x| seg.start[seg.holder[x] as usize] == epoch);
+    named_in(
         "bonds",
+        epoch,
         vec![
-            ("epoch", epoch_col(epoch, keep.len())),
-            (
-                "holder",
-                i64s(keep.iter().map(|x| uids[seg.holder[*x] as usize])),
-            ),
-            (
-                "peer",
-                i64s(keep.iter().map(|x| uids[seg.peer[*x] as usize])),
-            ),
-            ("bond", pick(&seg.bond, &keep)),
-            ("weight", pick(&seg.weight, &keep)),
+            ("holder", keep.i64s(|x| uids[seg.holder[x] as usize])),
+            ("peer", keep.i64s(|x| uids[seg.peer[x] as usize])),
+            ("bond", keep.f64s(&seg.bond)),
+            ("weight", keep.f64s(&seg.weight)),
         ],
     )
 }
 
+/// Which entries of a table's source go in: all of them (an epoch in which
+/// every row changed, where no index list is built and float columns are
+/// shared), or those listed.
+enum Keep {
+    All(usize),
+    Some(Vec<usize>),
+}
+
+impl Keep {
+    fn new(n: usize, kept: impl Fn(usize) -> bool) -> Self {
+        if (0..n).all(&kept) {
+            Self::All(n)
+        } else {
+            Self::Some((0..n).filter(|x| kept(*x)).collect())
+        }
+    }
+
+    fn i64s(&self, f: impl Fn(usize) -> i64) -> ArrayRef {
+        match self {
+            Self::All(n) => i64s((0..*n).map(f)),
+            Self::Some(keep) => i64s(keep.iter().map(|x| f(*x))),
+        }
+    }
+
+    /// The kept entries of a shared column; the column itself when all are.
+    fn f64s(&self, col: &Column<f64>) -> ArrayRef {
+        match self {
+            Self::All(_) => Arc::new(Float64Array::new(col.clone(), None)),
+            Self::Some(keep) => f64s(keep.iter().map(|x| col[*x]).collect()),
+        }
+    }
+}
+
 /// `fisher`: φ per queried pair.
 pub fn fisher(epoch: u64, scores: &[Score]) -> Result<Vec<RecordBatch>> {
-    named(
+    named_in(
         "fisher",
+        epoch,
         vec![
-            ("epoch", epoch_col(epoch, scores.len())),
             ("src", i64s(scores.iter().map(|s| s.src as i64))),
             ("dst", i64s(scores.iter().map(|s| s.dst as i64))),
             ("score", f64s(scores.iter().map(|s| s.score).collect())),
@@ -173,10 +246,10 @@ pub fn fisher(epoch: u64, scores: &[Score]) -> Result<Vec<RecordBatch>> {
 
 /// `rejections`: one row per rejected object.
 pub fn rejections(epoch: u64, r: &[Rejection]) -> Result<Vec<RecordBatch>> {
-    named(
+    named_in(
         "rejections",
+        epoch,
         vec![
-            ("epoch", epoch_col(epoch, r.len())),
             ("uid", opt_i64s(r.iter().map(|r| r.uid.map(|u| u as i64)))),
             ("object", strs(r.iter().map(|r| r.object.clone()))),
             ("reason", strs(r.iter().map(|r| r.reason.code()))),
@@ -187,10 +260,10 @@ pub fn rejections(epoch: u64, r: &[Rejection]) -> Result<Vec<RecordBatch>> {
 
 /// `metrics`: what peers reported of themselves.
 pub fn metrics(epoch: u64, m: &[(u32, Metrics)]) -> Result<Vec<RecordBatch>> {
-    named(
+    named_in(
         "metrics",
+        epoch,
         vec![
-            ("epoch", epoch_col(epoch, m.len())),
             ("uid", i64s(m.iter().map(|m| m.0 as i64))),
             ("loss", opt_f64s(m.iter().map(|m| Some(m.1.loss)))),
             (
@@ -210,10 +283,10 @@ pub fn metrics(epoch: u64, m: &[(u32, Metrics)]) -> Result<Vec<RecordBatch>> {
 
 /// `inputs`: every object the epoch read.
 pub fn inputs(epoch: u64, inputs: &[InputObject]) -> Result<Vec<RecordBatch>> {
-    named(
+    named_in(
         "inputs",
+        epoch,
         vec![
-            ("epoch", epoch_col(epoch, inputs.len())),
             ("object", strs(inputs.iter().map(|r| r.object.clone()))),
             (
                 "uid",
@@ -240,11 +313,6 @@ pub fn chunked(table: &str, columns: Vec<ArrayRef>) -> Result<Vec<RecordBatch>> 
         .collect())
 }
 
-/// An Int64 column filled with `epoch`.
-pub fn epoch_col(epoch: u64, n: usize) -> ArrayRef {
-    Arc::new(Int64Array::from(vec![epoch as i64; n]))
-}
-
 /// i64 column from anything convertible.
 pub fn i64s(v: impl IntoIterator<Item = i64>) -> ArrayRef {
     Arc::new(Int64Array::from_iter_values(v))
@@ -258,15 +326,6 @@ pub fn opt_i64s(v: impl IntoIterator<Item = Option<i64>>) -> ArrayRef {
 /// f64 column.
 pub fn f64s(v: Vec<f64>) -> ArrayRef {
     Arc::new(Float64Array::from(v))
-}
-
-/// The entries `keep` (ascending) of a shared column: the column itself,
-/// without a copy, when every entry is kept (an epoch where all rows changed).
-fn pick(col: &Column<f64>, keep: &[usize]) -> ArrayRef {
-    if keep.len() == col.len() {
-        return Arc::new(Float64Array::new(col.clone(), None));
-    }
-    f64s(keep.iter().map(|x| col[*x]).collect())
 }
 
 /// Nullable f64 column.

@@ -23,7 +23,6 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, UInt32Array};
 use arrow::datatypes::{DataType, Field, Float64Type, Schema, UInt32Type};
-use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::FileWriter;
 use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
@@ -182,7 +181,8 @@ fn write(
                 .collect(),
         ),
     );
-    let tmp = path.with_extension("tmp");
+    // A private temporary name: two runs saving at once never share a file.
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
     let file = std::io::BufWriter::with_capacity(1 << 22, File::create(&tmp)?);
     let mut w = FileWriter::try_new(file, &schema).map_err(std::io::Error::other)?;
     let b = RecordBatch::try_new(schema.clone(), cols).map_err(std::io::Error::other)?;
@@ -225,26 +225,71 @@ fn column<T: arrow::datatypes::ArrowPrimitiveType>(
 }
 
 /// Two UInt32 columns, then `floats` Float64 columns.
+///
+/// The file is mapped, not read: the columns are the page cache's pages, so
+/// a gigabyte of carried state costs neither a copy nor a gigabyte of fresh
+/// memory (first-touch page faults were most of this read). Files are only
+/// ever renamed into place, never rewritten, so a mapped file does not change
+/// under the reader; the checksum still reads every page once.
 fn read(path: &Path, floats: usize) -> std::io::Result<Columns> {
-    let file = std::io::BufReader::with_capacity(1 << 22, File::open(path)?);
-    let r = FileReader::try_new(file, None).map_err(std::io::Error::other)?;
-    let batches = r
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(std::io::Error::other)?;
-    if batches.len() != 1 || batches[0].num_columns() != 2 + floats {
+    let file = File::open(path)?;
+    // SAFETY: the cache's files are written to a private temporary name and
+    // renamed into place, never truncated or written after that; removing a
+    // file leaves an existing mapping intact.
+    let map = unsafe { memmap2::Mmap::map(&file)? };
+    let buf = arrow::buffer::Buffer::from(bytes::Bytes::from_owner(map));
+    let batch = decode_one(&buf).map_err(std::io::Error::other)?;
+    if batch.num_columns() != 2 + floats {
         return Err(std::io::Error::other("unexpected columns"));
     }
-    let want = batches[0].schema_ref().metadata().get(CRC_KEY).cloned();
-    if want != Some(checksum(batches[0].columns()).to_string()) {
+    let want = batch.schema_ref().metadata().get(CRC_KEY).cloned();
+    if want != Some(checksum(batch.columns()).to_string()) {
         return Err(std::io::Error::other("checksum mismatch"));
     }
     let u = (0..2)
-        .map(|i| column::<UInt32Type>(&batches[0], i))
+        .map(|i| column::<UInt32Type>(&batch, i))
         .collect::<std::io::Result<_>>()?;
     let f = (0..floats)
-        .map(|i| column::<Float64Type>(&batches[0], 2 + i))
+        .map(|i| column::<Float64Type>(&batch, 2 + i))
         .collect::<std::io::Result<_>>()?;
     Ok((u, f))
+}
+
+/// The one record batch of an IPC file held in `buf`, sharing its memory.
+fn decode_one(buf: &arrow::buffer::Buffer) -> Result<RecordBatch, arrow::error::ArrowError> {
+    use arrow::error::ArrowError;
+    use arrow::ipc::convert::fb_to_schema;
+    use arrow::ipc::reader::{read_footer_length, FileDecoder};
+    let bad = |what: &str| ArrowError::IpcError(format!("epoch cache file: {what}"));
+    let len = buf.len();
+    if len < 10 {
+        return Err(bad("too short"));
+    }
+    let tail: [u8; 10] = buf[len - 10..].try_into().expect("10 bytes");
+    let footer_len = read_footer_length(tail)?;
+    let start = (len - 10)
+        .checked_sub(footer_len)
+        .ok_or_else(|| bad("cut"))?;
+    let footer = arrow::ipc::root_as_footer(&buf[start..len - 10])
+        .map_err(|e| bad(&format!("footer: {e}")))?;
+    let schema = fb_to_schema(footer.schema().ok_or_else(|| bad("no schema"))?);
+    let decoder = FileDecoder::new(Arc::new(schema), footer.version()).with_require_alignment(true);
+    let blocks = footer.recordBatches().ok_or_else(|| bad("no batches"))?;
+    if blocks.len() != 1 || footer.dictionaries().is_some_and(|d| !d.is_empty()) {
+        return Err(bad("expected one batch and no dictionaries"));
+    }
+    let block = blocks.get(0);
+    let block_len = (block.bodyLength() as usize)
+        .checked_add(block.metaDataLength() as usize)
+        .ok_or_else(|| bad("block length"))?;
+    let offset = block.offset() as usize;
+    if block.offset() < 0 || offset.checked_add(block_len).is_none_or(|end| end > start) {
+        return Err(bad("block past the footer"));
+    }
+    let data = buf.slice_with_length(offset, block_len);
+    decoder
+        .read_record_batch(block, &data)?
+        .ok_or_else(|| bad("empty block"))
 }
 
 #[cfg(test)]

@@ -109,25 +109,11 @@ pub async fn load(
     }
     let registry = Registry::new(peers);
     let n = registry.len();
-    // uid → index for every ledger row: a plain table when uids are dense
-    // (they are counted up from genesis), the registry's map otherwise.
-    let max_uid = registry.peers().last().map_or(0, |p| p.uid as usize);
-    let dense: Option<Vec<u32>> = (max_uid <= 4 * n + 1024).then(|| {
-        let mut t = vec![u32::MAX; max_uid + 1];
-        for (i, p) in registry.peers().iter().enumerate() {
-            t[p.uid as usize] = i as u32;
-        }
-        t
-    });
+    // uid → index for every ledger row (a table lookup: uids are dense).
     let index = |v: i64| -> Result<usize> {
-        let found = match &dense {
-            Some(t) => usize::try_from(v)
-                .ok()
-                .and_then(|u| t.get(u).copied())
-                .filter(|i| *i != u32::MAX),
-            None => registry.index(uid(v)?),
-        };
-        found
+        u32::try_from(v)
+            .ok()
+            .and_then(|u| registry.index(u))
             .map(|i| i as usize)
             .ok_or_else(|| Error::Corrupt(format!("epoch {e} names unregistered uid {v}")))
     };

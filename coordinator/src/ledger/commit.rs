@@ -8,7 +8,6 @@ use arrow::array::RecordBatch;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use serde::{Deserialize, Serialize};
 
 use super::{tables, Ledger, APP_ID};
@@ -52,27 +51,132 @@ fn writer_properties(table: &str) -> parquet::file::properties::WriterProperties
     b.build()
 }
 
+/// The one epoch every row of `batches` belongs to (the table's partition).
+fn partition_epoch(table: &str, batches: &[RecordBatch]) -> Result<u64> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::Int64Type;
+    let mut found = None;
+    for b in batches {
+        let col = b
+            .column_by_name("epoch")
+            .and_then(|c| c.as_primitive_opt::<Int64Type>())
+            .filter(|c| c.null_count() == 0)
+            .ok_or_else(|| Error::Epoch(format!("ledger table {table}: no epoch column")))?;
+        let (lo, hi) = (arrow::compute::min(col), arrow::compute::max(col));
+        if lo != hi || (found.is_some() && found != lo) {
+            return Err(Error::Epoch(format!(
+                "ledger table {table}: one staging holds rows of several epochs"
+            )));
+        }
+        found = lo;
+    }
+    found
+        .and_then(|e| u64::try_from(e).ok())
+        .ok_or_else(|| Error::Epoch(format!("ledger table {table}: a negative epoch")))
+}
+
+/// Batches grouped into files of at most about `rows` rows (batches are
+/// never split).
+fn cut(batches: Vec<RecordBatch>, rows: usize) -> Vec<Vec<RecordBatch>> {
+    let mut files: Vec<Vec<RecordBatch>> = vec![];
+    let mut in_last = 0;
+    for b in batches {
+        if files.is_empty() || in_last + b.num_rows() > rows {
+            files.push(vec![]);
+            in_last = 0;
+        }
+        in_last += b.num_rows();
+        files.last_mut().expect("pushed").push(b);
+    }
+    files
+}
+
+/// One data file: the batches without the partition column, as Parquet.
+fn encode(table: &str, batches: &[RecordBatch]) -> Result<(bytes::Bytes, usize)> {
+    let err = |e: parquet::errors::ParquetError| {
+        Error::Epoch(format!("encoding ledger table {table}: {e}"))
+    };
+    let schema = batches[0].schema();
+    let keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|i| schema.field(*i).name() != "epoch")
+        .collect();
+    let file_schema = std::sync::Arc::new(schema.project(&keep)?);
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        Vec::new(),
+        file_schema,
+        Some(writer_properties(table)),
+    )
+    .map_err(err)?;
+    let mut rows = 0;
+    for b in batches {
+        w.write(&b.project(&keep)?).map_err(err)?;
+        rows += b.num_rows();
+    }
+    Ok((w.into_inner().map_err(err)?.into(), rows))
+}
+
+/// Rows per staged data file. Large tables become several files, encoded
+/// side by side: one file per table was one core's work (the `bonds` file
+/// alone took seconds).
+pub const FILE_ROWS: usize = 1 << 22;
+
 impl Ledger {
-    /// Writes a table's batches as Parquet data files without committing them.
+    /// Writes a table's batches (all of one epoch) as Parquet data files of
+    /// its `epoch=<e>` partition, without committing them.
+    ///
+    /// The files are written here rather than by Delta's `RecordBatchWriter`,
+    /// which splits every batch by partition value (a hash lookup and a copy
+    /// per row) although each epoch's rows share one partition. The add
+    /// actions are what that writer makes for a table that keeps no column
+    /// statistics (`dataSkippingNumIndexedCols = 0`).
     pub async fn stage(&self, table: &str, batches: Vec<RecordBatch>) -> Result<Vec<Add>> {
-        if batches.iter().all(|b| b.num_rows() == 0) {
+        let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+        if batches.is_empty() {
             return Ok(vec![]);
         }
-        // Only the schema and partitioning are needed to write files.
-        let t = self.table_as_seen(table).await?;
-        let err = |source| Error::Ledger {
-            table: table.to_string(),
-            source,
-        };
-        let mut w = RecordBatchWriter::for_table(&t)
-            .map_err(err)?
-            .with_writer_properties(writer_properties(table));
-        for b in batches {
-            if b.num_rows() > 0 {
-                w.write(b).await.map_err(err)?;
+        let epoch = partition_epoch(table, &batches)?;
+        let files = cut(batches, FILE_ROWS);
+        let name = table.to_string();
+        let encoded = tokio::task::spawn_blocking(move || {
+            use rayon::prelude::*;
+            files
+                .into_par_iter()
+                .map(|f| encode(&name, &f))
+                .collect::<Result<Vec<_>>>()
+        })
+        .await
+        .map_err(|e| Error::Epoch(format!("encoding ledger table {table} failed: {e}")))??;
+        let run = uuid::Uuid::new_v4();
+        let now = chrono::Utc::now().timestamp_millis();
+        let root = faceblock_schemas::layout::ledger_table(table);
+        let puts = encoded.into_iter().enumerate().map(|(i, (bytes, rows))| {
+            let path = format!("epoch={epoch}/part-{i:05}-{run}-c000.zstd.parquet");
+            let object = format!("{root}/{path}");
+            async move {
+                let size = bytes.len() as i64;
+                self.store().put(&object, bytes).await?;
+                let stats = deltalake::protocol::Stats {
+                    num_records: rows as i64,
+                    ..Default::default()
+                };
+                Ok::<_, Error>(Add {
+                    path,
+                    partition_values: [("epoch".to_string(), Some(epoch.to_string()))]
+                        .into_iter()
+                        .collect(),
+                    size,
+                    modification_time: now,
+                    data_change: true,
+                    stats: Some(serde_json::to_string(&stats).expect("stats serialise")),
+                    tags: None,
+                    deletion_vector: None,
+                    base_row_id: None,
+                    default_row_commit_version: None,
+                    clustering_provider: None,
+                })
             }
-        }
-        w.flush().await.map_err(err)
+        });
+        futures::future::try_join_all(puts).await
     }
 
     /// Reads an existing claim.
@@ -165,5 +269,70 @@ impl Ledger {
             }
         }
         Err(err(last_error.expect("at least one attempt")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array};
+
+    use super::*;
+
+    fn batch(epochs: Vec<i64>) -> RecordBatch {
+        let n = epochs.len() as i64;
+        RecordBatch::try_from_iter([
+            ("epoch", Arc::new(Int64Array::from(epochs)) as ArrayRef),
+            (
+                "uid",
+                Arc::new(Int64Array::from_iter_values(0..n)) as ArrayRef,
+            ),
+        ])
+        .unwrap()
+    }
+
+    /// A staging is one partition: rows of two epochs are refused, not
+    /// filed under the first one's.
+    #[test]
+    fn one_epoch_per_staging() {
+        assert_eq!(
+            partition_epoch("t", &[batch(vec![3, 3]), batch(vec![3])]).unwrap(),
+            3
+        );
+        assert!(partition_epoch("t", &[batch(vec![3, 4])]).is_err());
+        assert!(partition_epoch("t", &[batch(vec![3]), batch(vec![4])]).is_err());
+        assert!(partition_epoch("t", &[batch(vec![-1])]).is_err());
+    }
+
+    /// Files hold whole batches, in order, up to the row budget.
+    #[test]
+    fn files_are_cut_between_batches() {
+        let sizes = |files: Vec<Vec<RecordBatch>>| -> Vec<Vec<usize>> {
+            files
+                .iter()
+                .map(|f| f.iter().map(|b| b.num_rows()).collect())
+                .collect()
+        };
+        let b = |n: usize| batch(vec![0; n]);
+        assert_eq!(
+            sizes(cut(vec![b(2), b(2), b(1), b(3), b(4)], 4)),
+            vec![vec![2, 2], vec![1, 3], vec![4]]
+        );
+        assert_eq!(sizes(cut(vec![b(5)], 4)), vec![vec![5]]);
+        assert!(cut(vec![], 4).is_empty());
+    }
+
+    /// A data file leaves the partition column out and keeps the rest.
+    #[test]
+    fn a_data_file_has_no_partition_column() {
+        let (bytes, rows) = encode("weights", &[batch(vec![7, 7, 7])]).unwrap();
+        assert_eq!(rows, 3);
+        let r =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes, 1024).unwrap();
+        let got: Vec<RecordBatch> = r.collect::<std::result::Result<_, _>>().unwrap();
+        assert_eq!(got[0].schema().fields().len(), 1);
+        assert_eq!(got[0].schema().field(0).name(), "uid");
+        assert_eq!(got[0].num_rows(), 3);
     }
 }
