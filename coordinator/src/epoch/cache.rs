@@ -35,9 +35,40 @@ pub struct EpochCache {
     dir: PathBuf,
 }
 
+/// A cache entry being written: see [`EpochCache::start`].
+#[derive(Debug)]
+pub struct Pending {
+    cache: EpochCache,
+    epoch: u64,
+    tag: String,
+    writing: std::thread::JoinHandle<std::io::Result<()>>,
+    started: std::time::Instant,
+}
+
+impl Pending {
+    /// Waits for the files and names them by the epoch's committed digest.
+    /// Failures are logged, not returned: the next run reads the ledger.
+    pub fn finish(self, digest: &str) {
+        let r = match self.writing.join() {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::other("the writing thread panicked")),
+        };
+        match r.and_then(|()| self.cache.publish(self.epoch, &self.tag, digest)) {
+            Ok(()) => debug!(
+                epoch = self.epoch,
+                ms = self.started.elapsed().as_millis() as u64,
+                "epoch cache written"
+            ),
+            Err(e) => {
+                warn!(dir = %self.cache.dir.display(), error = %e, "could not write the epoch cache; the next epoch reads the ledger instead")
+            }
+        }
+    }
+}
+
 /// What an epoch hands to the next, as cached: rows in force and the bond
 /// segments' entries (holder, peer, bond, weight), both sorted by owner.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Carried {
     /// Rows in force after the epoch.
     pub rows: Edges,
@@ -77,32 +108,52 @@ impl EpochCache {
     /// Keeps what `epoch` (committed as `digest`) hands on, and drops older
     /// epochs. Failures are logged, not returned: the next run reads the ledger.
     pub fn save(&self, epoch: u64, digest: &str, carried: &Carried) {
-        let t = std::time::Instant::now();
-        if let Err(e) = self.try_save(epoch, digest, carried) {
-            warn!(dir = %self.dir.display(), error = %e, "could not write the epoch cache; the next epoch reads the ledger instead");
-            return;
-        }
-        debug!(
-            epoch,
-            ms = t.elapsed().as_millis() as u64,
-            "epoch cache written"
-        );
+        self.start(epoch, carried.clone()).finish(digest);
     }
 
-    fn try_save(&self, epoch: u64, digest: &str, c: &Carried) -> std::io::Result<()> {
+    /// Starts writing what `epoch` hands on, in a thread of its own, under a
+    /// provisional name: the state is known once the bonds are advanced,
+    /// the digest only after every table is built, and the gigabyte written
+    /// here need not wait for it. [`Pending::finish`] names it by the digest.
+    pub fn start(&self, epoch: u64, carried: Carried) -> Pending {
+        let tag = format!("pending{}", std::process::id());
+        let cache = self.clone();
+        let t = std::time::Instant::now();
+        let writing = {
+            let tag = tag.clone();
+            std::thread::spawn(move || cache.write_files(epoch, &tag, &carried))
+        };
+        Pending {
+            cache: self.clone(),
+            epoch,
+            tag,
+            writing,
+            started: t,
+        }
+    }
+
+    fn write_files(&self, epoch: u64, tag: &str, c: &Carried) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let r = &c.rows;
         write(
-            &self.file(epoch, digest, "rows"),
+            &self.file(epoch, tag, "rows"),
             &[("src", &r.src), ("dst", &r.dst)],
             &[("weight", &r.weight)],
         )?;
         let s = &c.segments;
         write(
-            &self.file(epoch, digest, "segments"),
+            &self.file(epoch, tag, "segments"),
             &[("holder", &s.holder), ("peer", &s.peer)],
             &[("bond", &s.bond), ("weight", &s.weight)],
-        )?;
+        )
+    }
+
+    /// Names the provisional files by `digest` and drops every other entry
+    /// (older epochs, and what a failed run left).
+    fn publish(&self, epoch: u64, tag: &str, digest: &str) -> std::io::Result<()> {
+        for part in ["rows", "segments"] {
+            std::fs::rename(self.file(epoch, tag, part), self.file(epoch, digest, part))?;
+        }
         // Older epochs are never read again.
         let keep = format!("{epoch}-{digest}.");
         for entry in std::fs::read_dir(&self.dir)?.flatten() {

@@ -39,8 +39,9 @@ pub struct Prepared {
     pub inputs: Vec<InputObject>,
     /// Time per phase.
     pub phases: Phases,
-    /// What this epoch hands to the next, for the [`cache::EpochCache`].
-    pub carried: cache::Carried,
+    /// What this epoch hands to the next, being written to the
+    /// [`cache::EpochCache`] given to [`prepare`].
+    pub cache_entry: Option<cache::Pending>,
 }
 
 pub use crate::ingest::Recorded;
@@ -183,6 +184,17 @@ pub async fn prepare(
         since_start_ms = t.elapsed().as_millis() as u64,
         "bond segments advanced"
     );
+    // What the next epoch starts from is known now: its cache entry is
+    // written while the rest of this epoch runs.
+    let cache_entry = cache.map(|c| {
+        c.start(
+            epoch,
+            cache::Carried {
+                rows: force.edges.clone(),
+                segments: segments.clone(),
+            },
+        )
+    });
     let out = math::plans::compute(
         &math::Input {
             params: &net.params,
@@ -256,10 +268,7 @@ pub async fn prepare(
         digest,
         inputs,
         phases,
-        carried: cache::Carried {
-            rows: force.edges,
-            segments,
-        },
+        cache_entry,
     })
 }
 
@@ -356,14 +365,6 @@ pub async fn run_on(ledger: &Ledger, opts: &RunOptions) -> Result<Outcome> {
     )
     .await?;
     let t = Instant::now();
-    // The cache entry is written while the tables are staged: it is keyed by
-    // the digest, so an entry for an epoch that never commits (a crash, a
-    // lost race) is never taken.
-    let saving = cache.map(|c| {
-        let carried = std::mem::take(&mut p.carried);
-        let digest = p.digest.clone();
-        tokio::task::spawn_blocking(move || c.save(epoch, &digest, &carried))
-    });
     let now = chrono::Utc::now().timestamp_micros();
     let mut claim = Claim {
         epoch,
@@ -390,8 +391,12 @@ pub async fn run_on(ledger: &Ledger, opts: &RunOptions) -> Result<Outcome> {
     ledger.put_claim(&claim).await?;
     ledger.commit_claim(&claim).await?;
     publish(store, &net, ledger, epoch).await?;
-    if let Some(s) = saving {
-        s.await
+    // The cache entry is named by the digest only once the epoch is
+    // committed: an entry for an epoch that never commits is never taken.
+    if let Some(entry) = p.cache_entry.take() {
+        let digest = p.digest.clone();
+        tokio::task::spawn_blocking(move || entry.finish(&digest))
+            .await
             .map_err(|e| Error::Epoch(format!("writing the epoch cache failed: {e}")))?;
     }
     p.phases.commit = t.elapsed();
