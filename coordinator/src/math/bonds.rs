@@ -113,26 +113,70 @@ impl Segments {
     /// bonds after the previous epoch and the row in force. `edges` are the
     /// rows in force, `stake` the stake before this epoch, both by index.
     pub fn advance(&self, epoch: u64, stake: &[u64], edges: &Edges, due: &[bool]) -> Segments {
+        let parts = (rayon::current_num_threads() * 4).clamp(1, stake.len().div_ceil(4096).max(1));
+        self.advance_in(epoch, stake, edges, due, parts)
+    }
+
+    /// [`Segments::advance`] in `parts` ranges of holders: they are
+    /// independent, so the ranges run side by side and their entries are
+    /// laid end to end.
+    pub(crate) fn advance_in(
+        &self,
+        epoch: u64,
+        stake: &[u64],
+        edges: &Edges,
+        due: &[bool],
+        parts: usize,
+    ) -> Segments {
+        use rayon::prelude::*;
         let n = stake.len();
-        let mut out = Segments {
-            start: Vec::with_capacity(n),
-            stake: Vec::with_capacity(n),
-            ..Default::default()
-        };
-        let cap = self.len().max(edges.len());
+        let bounds: Vec<(usize, usize)> = (0..parts)
+            .map(|p| (n * p / parts, n * (p + 1) / parts))
+            .collect();
+        let done: Vec<Part> = bounds
+            .into_par_iter()
+            .map(|(lo, hi)| self.advance_range(epoch, stake, edges, due, lo, hi))
+            .collect();
+        Segments {
+            holder: gather(done.iter().map(|d| &d.holder[..]).collect()).into(),
+            peer: gather(done.iter().map(|d| &d.peer[..]).collect()).into(),
+            bond: gather(done.iter().map(|d| &d.bond[..]).collect()).into(),
+            weight: gather(done.iter().map(|d| &d.weight[..]).collect()).into(),
+            start: done.iter().flat_map(|d| d.start.iter().copied()).collect(),
+            stake: done.iter().flat_map(|d| d.stake.iter().copied()).collect(),
+        }
+    }
+
+    /// [`Segments::advance`] for holders `lo..hi`.
+    fn advance_range(
+        &self,
+        epoch: u64,
+        stake: &[u64],
+        edges: &Edges,
+        due: &[bool],
+        lo: usize,
+        hi: usize,
+    ) -> Part {
+        let lo_h = lo as u32;
+        let mut a = self.holder.partition_point(|h| *h < lo_h);
+        let mut b = edges.src.partition_point(|s| *s < lo_h);
+        let a_end = self.holder.partition_point(|h| (*h as usize) < hi);
+        let b_end = edges.src.partition_point(|s| (*s as usize) < hi);
+        let cap = (a_end - a).max(b_end - b);
         let mut holders: Vec<u32> = Vec::with_capacity(cap);
         let mut peers: Vec<u32> = Vec::with_capacity(cap);
         let mut bonds: Vec<f64> = Vec::with_capacity(cap);
         let mut weights: Vec<f64> = Vec::with_capacity(cap);
-        let (mut a, mut b) = (0usize, 0usize);
-        for (i, &s) in stake.iter().enumerate() {
+        let mut starts = Vec::with_capacity(hi - lo);
+        let mut sums = Vec::with_capacity(hi - lo);
+        for (i, &s) in stake.iter().enumerate().take(hi).skip(lo) {
             let h = i as u32;
             let a0 = a;
-            while a < self.len() && self.holder[a] == h {
+            while a < a_end && self.holder[a] == h {
                 a += 1;
             }
             let b0 = b;
-            while b < edges.len() && edges.src[b] == h {
+            while b < b_end && edges.src[b] == h {
                 b += 1;
             }
             let known = i < self.start.len();
@@ -148,8 +192,8 @@ impl Segments {
                 peers.extend_from_slice(&self.peer[a0..a]);
                 bonds.extend_from_slice(&self.bond[a0..a]);
                 weights.extend_from_slice(&self.weight[a0..a]);
-                out.start.push(self.start[i]);
-                out.stake.push(sum);
+                starts.push(self.start[i]);
+                sums.push(sum);
                 continue;
             }
             // A new segment: merge the bonds held so far with the row in force,
@@ -184,17 +228,19 @@ impl Segments {
                     weights.push(weight);
                 }
             }
-            out.start.push(epoch);
-            out.stake.push(0);
+            starts.push(epoch);
+            sums.push(0);
         }
-        out.holder = holders.into();
-        out.peer = peers.into();
-        out.bond = bonds.into();
-        out.weight = weights.into();
-        out
+        Part {
+            holder: holders,
+            peer: peers,
+            bond: bonds,
+            weight: weights,
+            start: starts,
+            stake: sums,
+        }
     }
 
-    /// Whether entries `seg` hold exactly the row `edges[row]` as weights.
     fn holds_row(
         &self,
         seg: std::ops::Range<usize>,
@@ -209,6 +255,35 @@ impl Segments {
             .map(|e| (edges.dst[e], edges.weight[e].to_bits()));
         mine.eq(theirs)
     }
+}
+
+/// One range of holders' segments, before they are laid end to end.
+struct Part {
+    holder: Vec<u32>,
+    peer: Vec<u32>,
+    bond: Vec<f64>,
+    weight: Vec<f64>,
+    start: Vec<u64>,
+    stake: Vec<u64>,
+}
+
+/// Pieces laid end to end, copied side by side into one buffer.
+pub fn gather<T: Copy + Default + Send + Sync>(pieces: Vec<&[T]>) -> Vec<T> {
+    use rayon::prelude::*;
+    let total = pieces.iter().map(|p| p.len()).sum();
+    let mut out = vec![T::default(); total];
+    let mut slots = Vec::with_capacity(pieces.len());
+    let mut rest = &mut out[..];
+    for p in &pieces {
+        let (here, tail) = rest.split_at_mut(p.len());
+        slots.push(here);
+        rest = tail;
+    }
+    slots
+        .into_par_iter()
+        .zip(pieces)
+        .for_each(|(to, from)| to.copy_from_slice(from));
+    out
 }
 
 /// Per peer j, the scale of its column: [`fixed::shift_for_max`] of its largest bond.

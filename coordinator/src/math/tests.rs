@@ -615,7 +615,14 @@ fn many_epochs(p: &Params) {
         let due: Vec<bool> = (0..n)
             .map(|i| (epoch + i as u64).is_multiple_of(3))
             .collect();
-        segments = segments.advance(epoch, &stake, &super::bond_edges(&p, &stake, &e), &due);
+        let bond_edges = super::bond_edges(&p, &stake, &e);
+        let whole = segments.advance_in(epoch, &stake, &bond_edges, &due, 1);
+        // Holders advanced in ranges side by side: the same segments.
+        for parts in [2, 7, 60, 100] {
+            let split = segments.advance_in(epoch, &stake, &bond_edges, &due, parts);
+            assert_eq!(split, whole, "epoch {epoch}, {parts} ranges");
+        }
+        segments = whole;
         let input = Input {
             params: &p,
             k,
