@@ -7,9 +7,9 @@ use std::time::Duration;
 pub struct Phases {
     /// Listing the submissions folder.
     pub list: Duration,
-    /// Fetching objects.
+    /// Fetching, hashing and decoding objects (one pass from a local store).
     pub read: Duration,
-    /// Decoding, hashing and signature checks.
+    /// Signature checks and row validation.
     pub verify: Duration,
     /// Loading the previous epoch from the ledger.
     pub load_previous: Duration,
@@ -28,7 +28,7 @@ impl Phases {
     pub fn summary(&self) -> String {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         format!(
-            "list {:.0} ms, read {:.0} ms, decode+verify {:.0} ms, load previous {:.0} ms, arithmetic {:.0} ms, tables+digest {:.0} ms, ledger commit {:.0} ms, fisher {:.0} ms",
+            "list {:.0} ms, read+decode {:.0} ms, verify {:.0} ms, load previous {:.0} ms, arithmetic {:.0} ms, tables+digest {:.0} ms, ledger commit {:.0} ms, fisher {:.0} ms",
             ms(self.list),
             ms(self.read),
             ms(self.verify),

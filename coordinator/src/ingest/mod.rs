@@ -159,6 +159,49 @@ pub async fn fetch_all(
     Ok(fetched.into_iter().flatten().collect())
 }
 
+/// Fetches `objects` and maps each through `f`, dropping its bytes at once.
+/// From a local directory that is one parallel pass (read, then `f`), so the
+/// files are never all in memory together and reading overlaps decoding;
+/// from an object store, concurrent GETs, then `f` in parallel. A file that
+/// vanished since listing is treated as absent.
+pub async fn fetch_map<T: Send>(
+    store: &Store,
+    objects: Vec<String>,
+    concurrency: usize,
+    progress: &indicatif::ProgressBar,
+    f: impl Fn(Fetched) -> T + Sync + Send,
+) -> Result<Vec<T>> {
+    if store.local_path("").is_some() {
+        let done: Vec<Result<Option<T>>> = objects
+            .into_par_iter()
+            .map(|object| {
+                let path = store.local_path(&object).expect("local store");
+                let r = match std::fs::read(&path) {
+                    Ok(b) => Ok(Some(f(Fetched {
+                        object,
+                        bytes: Bytes::from(b),
+                    }))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(source) => Err(faceblock_schemas::Error::Io {
+                        path: path.display().to_string(),
+                        source,
+                    }
+                    .into()),
+                };
+                progress.inc(1);
+                r
+            })
+            .collect();
+        let mut out = Vec::with_capacity(done.len());
+        for r in done {
+            out.extend(r?);
+        }
+        return Ok(out);
+    }
+    let fetched = fetch_all(store, objects, concurrency, progress).await?;
+    Ok(fetched.into_par_iter().map(f).collect())
+}
+
 /// Checks signatures 64 at a time (a batch is about twice as fast as single
 /// checks); a failing batch is re-checked one by one to find the culprits.
 pub(crate) fn verify_batched(items: &[([u8; 32], [u8; 64], VerifyingKey)]) -> Vec<bool> {

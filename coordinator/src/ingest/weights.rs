@@ -18,7 +18,7 @@ use crate::registry::{Peer, Registry};
 use crate::Result;
 
 use super::{
-    decode_guarded, fetch_all, list_inputs, reject, unread_reason, verify_batched, Fetched,
+    decode_guarded, fetch_map, list_inputs, reject, unread_reason, verify_batched, Fetched,
     InputObject, Recorded, Rejection,
 };
 
@@ -97,19 +97,19 @@ pub async fn read_weights(
     phases.list = t.elapsed();
 
     let t = std::time::Instant::now();
-    let pb = crate::progress::bar(to_read.len() as u64, "reading submissions");
-    let fetched = fetch_all(store, to_read, 64, &pb).await?;
-    pb.finish_and_clear();
-    phases.read = t.elapsed();
-
-    let t = std::time::Instant::now();
     let ctx = SignContext {
         kind: Kind::Weights,
         network_id: net.id(),
         epoch,
         uid: 0,
     };
-    let checked = check_weight_files(fetched, registry, &ctx, &net.params, k);
+    let pb = crate::progress::bar(to_read.len() as u64, "reading submissions");
+    let decoded = fetch_map(store, to_read, 64, &pb, |f| decode_file(f, registry, &ctx)).await?;
+    pb.finish_and_clear();
+    phases.read = t.elapsed();
+
+    let t = std::time::Instant::now();
+    let checked = check_decoded(decoded, registry, &ctx, &net.params, k);
     phases.verify = t.elapsed();
     for (input, result) in checked {
         let uid = input.uid;
@@ -150,24 +150,37 @@ pub fn check_weight_files(
 ) -> Vec<Checked> {
     let decoded: Vec<DecodedFile> = fetched
         .into_par_iter()
-        .map(|f| {
-            let name = f.object.rsplit('/').next().unwrap_or("");
-            let uid = layout::parse_uid_file(name).expect("only uid files are fetched");
-            let input = InputObject {
-                object: f.object.clone(),
-                uid: Some(uid),
-                kind: "weights",
-                bytes: f.bytes.len() as u64,
-                sha256: hex::encode(Sha256::digest(&f.bytes)),
-            };
-            let src = registry
-                .index(uid)
-                .expect("only registered uids are fetched");
-            let peer = &registry.peers()[src as usize];
-            (input, decode_weights(&f, uid, src, peer, ctx))
-        })
+        .map(|f| decode_file(f, registry, ctx))
         .collect();
+    check_decoded(decoded, registry, ctx, params, k)
+}
 
+/// One fetched weight file: its input record and its decoded row (or why not).
+fn decode_file(f: Fetched, registry: &Registry, ctx: &SignContext) -> DecodedFile {
+    let name = f.object.rsplit('/').next().unwrap_or("");
+    let uid = layout::parse_uid_file(name).expect("only uid files are fetched");
+    let input = InputObject {
+        object: f.object.clone(),
+        uid: Some(uid),
+        kind: "weights",
+        bytes: f.bytes.len() as u64,
+        sha256: hex::encode(Sha256::digest(&f.bytes)),
+    };
+    let src = registry
+        .index(uid)
+        .expect("only registered uids are fetched");
+    let peer = &registry.peers()[src as usize];
+    (input, decode_weights(&f, uid, src, peer, ctx))
+}
+
+/// Verifies (in batches) and validates decoded weight files.
+fn check_decoded(
+    decoded: Vec<DecodedFile>,
+    registry: &Registry,
+    ctx: &SignContext,
+    params: &Params,
+    k: u32,
+) -> Vec<Checked> {
     let idx: Vec<usize> = (0..decoded.len())
         .filter(|i| decoded[*i].1.is_ok())
         .collect();
