@@ -37,53 +37,179 @@ pub fn in_force(
     meet_k: Option<u32>,
 ) -> Result<InForce> {
     let n = registry.len();
-    let (si, di, w) = (&carried.src, &carried.dst, &carried.weight);
+    let parts = (rayon::current_num_threads() * 4).clamp(1, n.div_ceil(4096).max(1));
+    in_force_in(
+        registry,
+        epoch,
+        ttl,
+        carried,
+        carried_epoch,
+        accepted,
+        meet_k,
+        parts,
+    )
+}
+
+/// [`in_force`] in `parts` ranges of peers, merged side by side and laid
+/// end to end.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn in_force_in(
+    registry: &Registry,
+    epoch: u64,
+    ttl: u64,
+    carried: &Edges,
+    carried_epoch: &[Option<u64>],
+    accepted: &[AcceptedRow],
+    meet_k: Option<u32>,
+    parts: usize,
+) -> Result<InForce> {
+    use rayon::prelude::*;
+    let n = registry.len();
     let mut new_rows: Vec<Option<&AcceptedRow>> = vec![None; n];
     for r in accepted {
         new_rows[r.src as usize] = Some(r);
     }
-    let mut out = InForce {
-        weights_epoch: vec![None; n],
-        ..Default::default()
-    };
-    let cap = si.len() + accepted.iter().map(|r| r.dst.len()).sum::<usize>();
-    let mut src: Vec<u32> = Vec::with_capacity(cap);
-    let mut dst: Vec<u32> = Vec::with_capacity(cap);
-    let mut weight: Vec<f64> = Vec::with_capacity(cap);
-    let mut c = 0usize;
-    for (i, new_row) in new_rows.iter().enumerate() {
-        let start = c;
-        while c < si.len() && si[c] as usize == i {
-            c += 1;
-        }
-        if let Some(r) = new_row {
-            out.weights_epoch[i] = Some(epoch);
-            if !r.dst.is_empty() {
-                out.rows += 1;
+    let done: Vec<Part> = (0..parts)
+        .into_par_iter()
+        .map(|p| {
+            let (lo, hi) = (n * p / parts, n * (p + 1) / parts);
+            let mut part = Part::default();
+            let (si, di, w) = (&carried.src, &carried.dst, &carried.weight);
+            let mut c = si.partition_point(|s| (*s as usize) < lo);
+            for (i, new_row) in new_rows.iter().enumerate().take(hi).skip(lo) {
+                let start = c;
+                while c < si.len() && si[c] as usize == i {
+                    c += 1;
+                }
+                if let Some(r) = new_row {
+                    part.weights_epoch.push(Some(epoch));
+                    if !r.dst.is_empty() {
+                        part.rows += 1;
+                    }
+                    part.src.extend(std::iter::repeat_n(i as u32, r.dst.len()));
+                    part.dst.extend_from_slice(&r.dst);
+                    part.weight.extend_from_slice(&r.weight);
+                    continue;
+                }
+                let Some(we) = carried_epoch.get(i).copied().flatten() else {
+                    part.weights_epoch.push(None);
+                    continue;
+                };
+                if ttl > 0 && epoch.saturating_sub(we) >= ttl {
+                    part.weights_epoch.push(None);
+                    continue;
+                }
+                if meet_k.is_some_and(|k| c - start < k as usize) && c > start {
+                    part.below_k.push((registry.peers()[i].uid, we, c - start));
+                    part.weights_epoch.push(None);
+                    continue;
+                }
+                part.weights_epoch.push(Some(we));
+                if c > start {
+                    part.rows += 1;
+                }
+                part.src.extend_from_slice(&si[start..c]);
+                part.dst.extend_from_slice(&di[start..c]);
+                part.weight.extend_from_slice(&w[start..c]);
             }
-            src.extend(std::iter::repeat_n(i as u32, r.dst.len()));
-            dst.extend_from_slice(&r.dst);
-            weight.extend_from_slice(&r.weight);
-            continue;
+            part
+        })
+        .collect();
+    use crate::math::bonds::gather;
+    Ok(InForce {
+        edges: Edges::new(
+            gather(done.iter().map(|d| &d.src[..]).collect()),
+            gather(done.iter().map(|d| &d.dst[..]).collect()),
+            gather(done.iter().map(|d| &d.weight[..]).collect()),
+        ),
+        weights_epoch: done
+            .iter()
+            .flat_map(|d| d.weights_epoch.iter().copied())
+            .collect(),
+        rows: done.iter().map(|d| d.rows).sum(),
+        below_k: done.into_iter().flat_map(|d| d.below_k).collect(),
+    })
+}
+
+/// One range of peers' rows in force.
+#[derive(Default)]
+struct Part {
+    src: Vec<u32>,
+    dst: Vec<u32>,
+    weight: Vec<f64>,
+    weights_epoch: Vec<Option<u64>>,
+    rows: usize,
+    below_k: Vec<(u32, u64, usize)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::Source;
+    use crate::registry::Peer;
+    use faceblock_schemas::PublicKey;
+
+    /// Peers merged in ranges side by side: the same rows in force, the
+    /// same epochs, counts and withdrawals as in one pass.
+    #[test]
+    fn any_split_gives_the_same_rows_in_force() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let n = 50u32;
+        let registry = Registry::new(
+            (0..n)
+                .map(|uid| Peer {
+                    uid: uid * 2,
+                    public_key: PublicKey([uid as u8; 32]),
+                    modality: "TEXT".into(),
+                    registered_epoch: 0,
+                })
+                .collect(),
+        );
+        // Peers 40.. joined this epoch: no carried row.
+        let (mut src, mut dst, mut weight) = (vec![], vec![], vec![]);
+        let mut carried_epoch = vec![];
+        for i in 0..40u32 {
+            let len = rng.gen_range(0..5);
+            carried_epoch.push((len > 0 || rng.gen_bool(0.5)).then(|| rng.gen_range(0..9)));
+            for j in 0..len {
+                src.push(i);
+                dst.push((i + 1 + j) % n);
+                weight.push(rng.gen());
+            }
         }
-        let Some(we) = carried_epoch.get(i).copied().flatten() else {
-            continue;
+        let carried = Edges::new(src, dst, weight);
+        let accepted: Vec<AcceptedRow> = (0..n)
+            .filter(|_| rng.gen_bool(0.3))
+            .map(|i| AcceptedRow {
+                src: i,
+                dst: vec![(i + 3) % n],
+                weight: vec![1.0],
+                source: Source::Explicit,
+            })
+            .collect();
+        let run = |parts| {
+            in_force_in(
+                &registry,
+                9,
+                5,
+                &carried,
+                &carried_epoch,
+                &accepted,
+                Some(2),
+                parts,
+            )
+            .unwrap()
         };
-        if ttl > 0 && epoch.saturating_sub(we) >= ttl {
-            continue;
+        let whole = run(1);
+        assert!(!whole.below_k.is_empty(), "the case withdraws short rows");
+        assert!(whole.weights_epoch.iter().any(|e| e.is_none()));
+        for parts in [2, 7, 50, 80] {
+            let split = run(parts);
+            assert_eq!(split.edges, whole.edges, "{parts} ranges");
+            assert_eq!(split.weights_epoch, whole.weights_epoch, "{parts} ranges");
+            assert_eq!(split.rows, whole.rows, "{parts} ranges");
+            assert_eq!(split.below_k, whole.below_k, "{parts} ranges");
         }
-        if meet_k.is_some_and(|k| c - start < k as usize) && c > start {
-            out.below_k.push((registry.peers()[i].uid, we, c - start));
-            continue;
-        }
-        out.weights_epoch[i] = Some(we);
-        if c > start {
-            out.rows += 1;
-        }
-        src.extend_from_slice(&si[start..c]);
-        dst.extend_from_slice(&di[start..c]);
-        weight.extend_from_slice(&w[start..c]);
     }
-    out.edges = Edges::new(src, dst, weight);
-    Ok(out)
 }
