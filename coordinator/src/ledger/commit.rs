@@ -62,13 +62,13 @@ fn partition_epoch(table: &str, batches: &[RecordBatch]) -> Result<u64> {
             .and_then(|c| c.as_primitive_opt::<Int64Type>())
             .filter(|c| c.null_count() == 0)
             .ok_or_else(|| Error::Epoch(format!("ledger table {table}: no epoch column")))?;
-        let (lo, hi) = (arrow::compute::min(col), arrow::compute::max(col));
-        if lo != hi || (found.is_some() && found != lo) {
+        let first = col.values().first().copied();
+        if col.values().iter().any(|v| Some(*v) != first) || (found.is_some() && found != first) {
             return Err(Error::Epoch(format!(
                 "ledger table {table}: one staging holds rows of several epochs"
             )));
         }
-        found = lo;
+        found = first;
     }
     found
         .and_then(|e| u64::try_from(e).ok())
@@ -101,8 +101,16 @@ fn encode(table: &str, batches: &[RecordBatch]) -> Result<(bytes::Bytes, usize)>
         .filter(|i| schema.field(*i).name() != "epoch")
         .collect();
     let file_schema = std::sync::Arc::new(schema.project(&keep)?);
+    // Sized up front: grown by doubling, the buffer was copied into fresh
+    // memory again and again (pages never touched cost nothing).
+    // Half the values' width per row (a slice's memory size would count
+    // its whole shared buffer).
+    let width: usize = (file_schema.fields().iter())
+        .map(|f| f.data_type().primitive_width().unwrap_or(16))
+        .sum();
+    let capacity = batches.iter().map(|b| b.num_rows()).sum::<usize>() * width / 2;
     let mut w = parquet::arrow::ArrowWriter::try_new(
-        Vec::new(),
+        Vec::with_capacity(capacity),
         file_schema,
         Some(writer_properties(table)),
     )
