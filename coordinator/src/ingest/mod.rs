@@ -26,7 +26,7 @@ use crate::registry::Registry;
 use crate::Result;
 
 pub use join::{read_join_requests, JoinRequest};
-pub use weights::{check_weight_files, read_weights, validate_row, AcceptedRow, Ingested, Source};
+pub use weights::{read_weights, validate_row, AcceptedRow, Ingested, Source};
 
 /// Recorded inputs (object → sha256) that `verify` restricts a recomputation to.
 pub type Recorded = HashMap<String, String>;
@@ -118,45 +118,7 @@ pub async fn fetch_all(
     concurrency: usize,
     progress: &indicatif::ProgressBar,
 ) -> Result<Vec<Fetched>> {
-    if store.local_path("").is_some() {
-        // A local directory: plain parallel reads are several times faster
-        // than one async request per file.
-        let read: Vec<Result<Option<Fetched>>> = objects
-            .into_par_iter()
-            .map(|object| {
-                let path = store.local_path(&object).expect("local store");
-                let r = match std::fs::read(&path) {
-                    Ok(b) => Ok(Some(Fetched {
-                        object,
-                        bytes: Bytes::from(b),
-                    })),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(source) => Err(faceblock_schemas::Error::Io {
-                        path: path.display().to_string(),
-                        source,
-                    }
-                    .into()),
-                };
-                progress.inc(1);
-                r
-            })
-            .collect();
-        let mut out = Vec::with_capacity(read.len());
-        for r in read {
-            out.extend(r?);
-        }
-        return Ok(out);
-    }
-    let fetched: Vec<Option<Fetched>> = futures::stream::iter(objects)
-        .map(|object| async move {
-            let r = store.get_opt(&object).await;
-            progress.inc(1);
-            r.map(|b| b.map(|bytes| Fetched { object, bytes }))
-        })
-        .buffer_unordered(concurrency.max(1))
-        .try_collect()
-        .await?;
-    Ok(fetched.into_iter().flatten().collect())
+    fetch_map(store, objects, concurrency, progress, |f| f).await
 }
 
 /// Fetches `objects` and maps each through `f`, dropping its bytes at once.
@@ -198,8 +160,22 @@ pub async fn fetch_map<T: Send>(
         }
         return Ok(out);
     }
-    let fetched = fetch_all(store, objects, concurrency, progress).await?;
-    Ok(fetched.into_par_iter().map(f).collect())
+    let fetched: Vec<Option<Fetched>> = futures::stream::iter(objects)
+        .map(|object| async move {
+            let r = store.get_opt(&object).await;
+            progress.inc(1);
+            r.map(|b| b.map(|bytes| Fetched { object, bytes }))
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    Ok(fetched
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(f)
+        .collect())
 }
 
 /// Checks signatures 64 at a time (a batch is about twice as fast as single

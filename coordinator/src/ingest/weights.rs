@@ -140,21 +140,6 @@ struct Decoded {
     key: VerifyingKey,
 }
 
-/// Decodes, verifies (in batches) and validates fetched weight files.
-pub fn check_weight_files(
-    fetched: Vec<Fetched>,
-    registry: &Registry,
-    ctx: &SignContext,
-    params: &Params,
-    k: u32,
-) -> Vec<Checked> {
-    let decoded: Vec<DecodedFile> = fetched
-        .into_par_iter()
-        .map(|f| decode_file(f, registry, ctx))
-        .collect();
-    check_decoded(decoded, registry, ctx, params, k)
-}
-
 /// One fetched weight file: its input record and its decoded row (or why not).
 fn decode_file(f: Fetched, registry: &Registry, ctx: &SignContext) -> DecodedFile {
     let name = f.object.rsplit('/').next().unwrap_or("");
