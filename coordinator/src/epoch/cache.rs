@@ -217,7 +217,8 @@ impl EpochCache {
 }
 
 /// One record batch of whole columns: written from the shared buffers and
-/// read back into one buffer per column, with no copy either way.
+/// read back into one buffer per column, with no copy either way. `path` is
+/// a provisional name ([`EpochCache::start`]), renamed into place whole.
 fn write(
     path: &Path,
     u32s: &[(&str, &Column<u32>)],
@@ -241,16 +242,14 @@ fn write(
                 .collect(),
         ),
     );
-    // A private temporary name: two runs saving at once never share a file.
-    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-    let file = std::io::BufWriter::with_capacity(1 << 22, File::create(&tmp)?);
+    let file = std::io::BufWriter::with_capacity(1 << 22, File::create(path)?);
     let mut w = FileWriter::try_new(file, &schema).map_err(std::io::Error::other)?;
     let b = RecordBatch::try_new(schema.clone(), cols).map_err(std::io::Error::other)?;
     w.write(&b).map_err(std::io::Error::other)?;
     w.finish().map_err(std::io::Error::other)?;
     let file = w.into_inner().map_err(std::io::Error::other)?;
     file.into_inner().map_err(|e| e.into_error())?;
-    std::fs::rename(&tmp, path)
+    Ok(())
 }
 
 /// Where a file keeps the CRC-32 of its columns.

@@ -101,10 +101,10 @@ fn encode(table: &str, batches: &[RecordBatch]) -> Result<(bytes::Bytes, usize)>
         .filter(|i| schema.field(*i).name() != "epoch")
         .collect();
     let file_schema = std::sync::Arc::new(schema.project(&keep)?);
-    // Sized up front: grown by doubling, the buffer was copied into fresh
-    // memory again and again (pages never touched cost nothing).
-    // Half the values' width per row (a slice's memory size would count
-    // its whole shared buffer).
+    // Sized up front, at half the values' width per row: grown by doubling,
+    // the buffer was copied into fresh memory again and again (pages never
+    // touched cost nothing). A slice's memory size would count its whole
+    // shared buffer, so it is not the measure.
     let width: usize = (file_schema.fields().iter())
         .map(|f| f.data_type().primitive_width().unwrap_or(16))
         .sum();
