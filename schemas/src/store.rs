@@ -324,8 +324,34 @@ impl Store {
     }
 
     /// Lists every object under a layout folder (recursively).
+    ///
+    /// From a local directory whose names are all plain (see [`plain_name`])
+    /// the files are stat'ed side by side: object_store's walk stats each
+    /// file two or three times, one after another, and turns every path into
+    /// a URL (7.5 s for a million submissions). Anything else (a symlink, a
+    /// name object_store would encode or hide) takes object_store's listing,
+    /// so both give the same objects.
     pub async fn list(&self, rel_dir: &str) -> Result<Vec<ObjectMeta>> {
         let p = self.path(rel_dir);
+        if let Some(dir) = self.local_path(rel_dir) {
+            let base = p.clone();
+            let fast = tokio::task::spawn_blocking(move || local_list(&dir, &base))
+                .await
+                .map_err(|e| Error::Io {
+                    path: rel_dir.to_string(),
+                    source: std::io::Error::other(e),
+                })?;
+            match fast {
+                Ok(Some(listed)) => return Ok(listed),
+                Ok(None) => {}
+                Err(source) => {
+                    return Err(Error::Io {
+                        path: format!("{}{}", self.url, rel_dir),
+                        source,
+                    })
+                }
+            }
+        }
         self.inner
             .list(Some(&p))
             .try_collect()
@@ -355,9 +381,157 @@ impl Store {
     }
 }
 
+/// A file or folder name that object_store keeps as it is: ASCII letters,
+/// digits and `=._-`, not `.` or `..`, no `#` (object_store hides
+/// `name#123`, its unfinished uploads).
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'.' | b'_' | b'-'))
+}
+
+/// The objects under a local folder, as object_store's `list` gives them
+/// (location, size, last modified, e-tag), with the stat calls spread over
+/// the cores. `None` when the folder holds something only object_store's
+/// walk handles the same way (a symlink, a name that is not plain); an empty
+/// list when the folder does not exist.
+fn local_list(dir: &std::path::Path, base: &Path) -> std::io::Result<Option<Vec<ObjectMeta>>> {
+    let mut files: Vec<(std::path::PathBuf, Path)> = Vec::new();
+    let mut folders = vec![(dir.to_path_buf(), base.clone())];
+    while let Some((d, at)) = folders.pop() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let name = entry.file_name();
+            let Some(name) = name.to_str().filter(|n| plain_name(n)) else {
+                return Ok(None);
+            };
+            let kind = match entry.file_type() {
+                Ok(k) => k,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if kind.is_symlink() {
+                return Ok(None);
+            }
+            let location = at.clone().join(name);
+            if kind.is_dir() {
+                folders.push((entry.path(), location));
+            } else {
+                files.push((entry.path(), location));
+            }
+        }
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = files.len().div_ceil(threads).max(1);
+    let mut out: Vec<ObjectMeta> = Vec::with_capacity(files.len());
+    std::thread::scope(|s| {
+        let parts: Vec<_> = files
+            .chunks(per)
+            .map(|part| s.spawn(move || stat_all(part)))
+            .collect();
+        for p in parts {
+            out.extend(p.join().expect("a stat thread does not panic")?);
+        }
+        Ok::<_, std::io::Error>(())
+    })?;
+    Ok(Some(out))
+}
+
+/// Stats files; one that vanished since the folder was read is left out.
+fn stat_all(files: &[(std::path::PathBuf, Path)]) -> std::io::Result<Vec<ObjectMeta>> {
+    let mut out = Vec::with_capacity(files.len());
+    for (file, location) in files {
+        let m = match std::fs::metadata(file) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let modified = m.modified()?;
+        let micros = modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros();
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&m);
+        #[cfg(not(unix))]
+        let inode = 0u64;
+        out.push(ObjectMeta {
+            location: location.clone(),
+            last_modified: modified.into(),
+            size: m.len(),
+            // object_store's local e-tag, so either listing compares equal.
+            e_tag: Some(format!("{inode:x}-{micros:x}-{:x}", m.len())),
+            version: None,
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn both_listings(s: &Store, rel: &str) -> (Vec<ObjectMeta>, Vec<ObjectMeta>) {
+        let mut ours = s.list(rel).await.unwrap();
+        let mut theirs: Vec<ObjectMeta> = s
+            .object_store()
+            .list(Some(&s.path(rel)))
+            .try_collect()
+            .await
+            .unwrap();
+        ours.sort_by(|a, b| a.location.cmp(&b.location));
+        theirs.sort_by(|a, b| a.location.cmp(&b.location));
+        (ours, theirs)
+    }
+
+    #[tokio::test]
+    async fn local_listing_matches_object_store() {
+        let root = tempfile::tempdir().unwrap();
+        let s = Store::open(root.path().to_str().unwrap()).unwrap();
+        for rel in [
+            "submissions/epoch=3/weights/uid=1.parquet",
+            "submissions/epoch=3/weights/uid=22.parquet",
+            "submissions/epoch=3/weights/deeper/x_y-z.tmp",
+            "submissions/epoch=3/join/uid=4.parquet",
+        ] {
+            s.put(rel, Bytes::from(rel.as_bytes().to_vec()))
+                .await
+                .unwrap();
+        }
+        let (ours, theirs) = both_listings(&s, "submissions/epoch=3").await;
+        assert_eq!(ours.len(), 4);
+        assert_eq!(ours, theirs);
+        assert_eq!(
+            s.relative(&ours[0].location),
+            "submissions/epoch=3/join/uid=4.parquet"
+        );
+        // A folder that is not there lists as empty, as object_store's does.
+        assert!(s.list("submissions/epoch=9").await.unwrap().is_empty());
+
+        // Names object_store hides or encodes, and symlinks, go its way.
+        let w = root.path().join("submissions/epoch=3/weights");
+        std::fs::write(w.join("uid=5.parquet#12"), b"unfinished").unwrap();
+        std::fs::write(w.join("a b%c.parquet"), b"odd").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(w.join("uid=1.parquet"), w.join("uid=7.parquet")).unwrap();
+        let (ours, theirs) = both_listings(&s, "submissions/epoch=3/weights").await;
+        assert_eq!(ours, theirs);
+        assert!(ours
+            .iter()
+            .all(|m| !s.relative(&m.location).ends_with("#12")));
+    }
 
     #[tokio::test]
     async fn memory_round_trip_and_conditional_put() {
