@@ -50,8 +50,10 @@ pub fn in_force(
     )
 }
 
-/// [`in_force`] in `parts` ranges of peers, merged side by side and laid
-/// end to end.
+/// [`in_force`] in `parts` ranges of peers, side by side: a first pass picks
+/// each peer's row and counts the entries, a second writes each range
+/// straight into its place in the merged columns (every entry written once,
+/// into memory touched once).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn in_force_in(
     registry: &Registry,
@@ -63,82 +65,135 @@ pub(crate) fn in_force_in(
     meet_k: Option<u32>,
     parts: usize,
 ) -> Result<InForce> {
+    use crate::math::bonds::carve;
     use rayon::prelude::*;
     let n = registry.len();
     let mut new_rows: Vec<Option<&AcceptedRow>> = vec![None; n];
     for r in accepted {
         new_rows[r.src as usize] = Some(r);
     }
-    let done: Vec<Part> = (0..parts)
+    let plans: Vec<Part> = (0..parts)
         .into_par_iter()
         .map(|p| {
             let (lo, hi) = (n * p / parts, n * (p + 1) / parts);
-            let mut part = Part::default();
-            let (si, di, w) = (&carried.src, &carried.dst, &carried.weight);
+            let mut part = Part {
+                lo,
+                ..Part::default()
+            };
+            let si = &carried.src;
             let mut c = si.partition_point(|s| (*s as usize) < lo);
             for (i, new_row) in new_rows.iter().enumerate().take(hi).skip(lo) {
                 let start = c;
                 while c < si.len() && si[c] as usize == i {
                     c += 1;
                 }
-                if let Some(r) = new_row {
-                    part.weights_epoch.push(Some(epoch));
-                    if !r.dst.is_empty() {
-                        part.rows += 1;
-                    }
-                    part.src.extend(std::iter::repeat_n(i as u32, r.dst.len()));
-                    part.dst.extend_from_slice(&r.dst);
-                    part.weight.extend_from_slice(&r.weight);
-                    continue;
-                }
-                let Some(we) = carried_epoch.get(i).copied().flatten() else {
-                    part.weights_epoch.push(None);
-                    continue;
+                let (we, take) = pick(
+                    registry,
+                    i,
+                    *new_row,
+                    epoch,
+                    ttl,
+                    carried_epoch,
+                    (start, c),
+                    meet_k,
+                    &mut part.below_k,
+                );
+                part.weights_epoch.push(we);
+                let len = match take {
+                    Take::New(r) => r.dst.len(),
+                    Take::Carried(a, b) => b - a,
+                    Take::Nothing => 0,
                 };
-                if ttl > 0 && epoch.saturating_sub(we) >= ttl {
-                    part.weights_epoch.push(None);
-                    continue;
-                }
-                if meet_k.is_some_and(|k| c - start < k as usize) && c > start {
-                    part.below_k.push((registry.peers()[i].uid, we, c - start));
-                    part.weights_epoch.push(None);
-                    continue;
-                }
-                part.weights_epoch.push(Some(we));
-                if c > start {
-                    part.rows += 1;
-                }
-                part.src.extend_from_slice(&si[start..c]);
-                part.dst.extend_from_slice(&di[start..c]);
-                part.weight.extend_from_slice(&w[start..c]);
+                part.rows += usize::from(len > 0);
+                part.count += len;
+                part.take.push(take);
             }
             part
         })
         .collect();
-    use crate::math::bonds::gather;
+    let counts: Vec<usize> = plans.iter().map(|p| p.count).collect();
+    let total: usize = counts.iter().sum();
+    let (mut src, mut dst, mut weight) = (vec![0u32; total], vec![0u32; total], vec![0f64; total]);
+    plans
+        .par_iter()
+        .zip(carve(&mut src, &counts))
+        .zip(carve(&mut dst, &counts))
+        .zip(carve(&mut weight, &counts))
+        .for_each(|(((part, s), d), w)| {
+            let mut at = 0;
+            for (k, take) in part.take.iter().enumerate() {
+                let (dsts, ws): (&[u32], &[f64]) = match take {
+                    Take::New(r) => (&r.dst, &r.weight),
+                    Take::Carried(a, b) => (&carried.dst[*a..*b], &carried.weight[*a..*b]),
+                    Take::Nothing => continue,
+                };
+                let to = at + dsts.len();
+                s[at..to].fill((part.lo + k) as u32);
+                d[at..to].copy_from_slice(dsts);
+                w[at..to].copy_from_slice(ws);
+                at = to;
+            }
+        });
     Ok(InForce {
-        edges: Edges::new(
-            gather(done.iter().map(|d| &d.src[..]).collect()),
-            gather(done.iter().map(|d| &d.dst[..]).collect()),
-            gather(done.iter().map(|d| &d.weight[..]).collect()),
-        ),
-        weights_epoch: done
+        edges: Edges::new(src, dst, weight),
+        weights_epoch: plans
             .iter()
             .flat_map(|d| d.weights_epoch.iter().copied())
             .collect(),
-        rows: done.iter().map(|d| d.rows).sum(),
-        below_k: done.into_iter().flat_map(|d| d.below_k).collect(),
+        rows: plans.iter().map(|d| d.rows).sum(),
+        below_k: plans.into_iter().flat_map(|d| d.below_k).collect(),
     })
 }
 
-/// One range of peers' rows in force.
+/// Which row is in force for peer `i`: this epoch's, the carried one
+/// (entries `carried` of the previous rows), or none; and the epoch of
+/// that row. A carried row below k is withdrawn and noted in `below_k`.
+#[allow(clippy::too_many_arguments)]
+fn pick<'a>(
+    registry: &Registry,
+    i: usize,
+    new_row: Option<&'a AcceptedRow>,
+    epoch: u64,
+    ttl: u64,
+    carried_epoch: &[Option<u64>],
+    (start, c): (usize, usize),
+    meet_k: Option<u32>,
+    below_k: &mut Vec<(u32, u64, usize)>,
+) -> (Option<u64>, Take<'a>) {
+    if let Some(r) = new_row {
+        return (Some(epoch), Take::New(r));
+    }
+    let Some(we) = carried_epoch.get(i).copied().flatten() else {
+        return (None, Take::Nothing);
+    };
+    if ttl > 0 && epoch.saturating_sub(we) >= ttl {
+        return (None, Take::Nothing);
+    }
+    if meet_k.is_some_and(|k| c - start < k as usize) && c > start {
+        below_k.push((registry.peers()[i].uid, we, c - start));
+        return (None, Take::Nothing);
+    }
+    (Some(we), Take::Carried(start, c))
+}
+
+/// A peer's row in force.
+enum Take<'a> {
+    /// This epoch's accepted row.
+    New(&'a AcceptedRow),
+    /// Entries `a..b` of the carried rows.
+    Carried(usize, usize),
+    /// None.
+    Nothing,
+}
+
+/// One range of peers, planned.
 #[derive(Default)]
-struct Part {
-    src: Vec<u32>,
-    dst: Vec<u32>,
-    weight: Vec<f64>,
+struct Part<'a> {
+    lo: usize,
+    take: Vec<Take<'a>>,
     weights_epoch: Vec<Option<u64>>,
     rows: usize,
+    count: usize,
     below_k: Vec<(u32, u64, usize)>,
 }
 

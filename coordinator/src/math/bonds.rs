@@ -118,8 +118,12 @@ impl Segments {
     }
 
     /// [`Segments::advance`] in `parts` ranges of holders: they are
-    /// independent, so the ranges run side by side and their entries are
-    /// laid end to end.
+    /// independent, so the ranges run side by side. A first pass decides
+    /// each holder's fate and counts its entries, a second writes every range
+    /// straight into its place in the new columns: each entry is written
+    /// once, into memory touched once (fresh pages cost about 1 s per GB on
+    /// the project's machine, and a range's own vectors laid end to end
+    /// afterwards cost that twice).
     pub(crate) fn advance_in(
         &self,
         epoch: u64,
@@ -130,25 +134,44 @@ impl Segments {
     ) -> Segments {
         use rayon::prelude::*;
         let n = stake.len();
-        let bounds: Vec<(usize, usize)> = (0..parts)
-            .map(|p| (n * p / parts, n * (p + 1) / parts))
-            .collect();
-        let done: Vec<Part> = bounds
+        let plans: Vec<Plan> = (0..parts)
             .into_par_iter()
-            .map(|(lo, hi)| self.advance_range(epoch, stake, edges, due, lo, hi))
+            .map(|p| self.plan_range(epoch, stake, edges, due, n * p / parts, n * (p + 1) / parts))
             .collect();
+        let counts: Vec<usize> = plans.iter().map(|p| p.count).collect();
+        let total: usize = counts.iter().sum();
+        let (mut holder, mut peer) = (vec![0u32; total], vec![0u32; total]);
+        let (mut bond, mut weight) = (vec![0f64; total], vec![0f64; total]);
+        plans
+            .par_iter()
+            .zip(carve(&mut holder, &counts))
+            .zip(carve(&mut peer, &counts))
+            .zip(carve(&mut bond, &counts))
+            .zip(carve(&mut weight, &counts))
+            .for_each(|((((plan, h), p), b), w)| {
+                let mut out = Out {
+                    holder: h,
+                    peer: p,
+                    bond: b,
+                    weight: w,
+                    at: 0,
+                };
+                self.write_range(plan, stake, edges, &mut out);
+                debug_assert_eq!(out.at, plan.count);
+            });
         Segments {
-            holder: gather(done.iter().map(|d| &d.holder[..]).collect()).into(),
-            peer: gather(done.iter().map(|d| &d.peer[..]).collect()).into(),
-            bond: gather(done.iter().map(|d| &d.bond[..]).collect()).into(),
-            weight: gather(done.iter().map(|d| &d.weight[..]).collect()).into(),
-            start: done.iter().flat_map(|d| d.start.iter().copied()).collect(),
-            stake: done.iter().flat_map(|d| d.stake.iter().copied()).collect(),
+            holder: holder.into(),
+            peer: peer.into(),
+            bond: bond.into(),
+            weight: weight.into(),
+            start: plans.iter().flat_map(|d| d.start.iter().copied()).collect(),
+            stake: plans.iter().flat_map(|d| d.stake.iter().copied()).collect(),
         }
     }
 
-    /// [`Segments::advance`] for holders `lo..hi`.
-    fn advance_range(
+    /// The first pass over holders `lo..hi`: who goes on, who starts a new
+    /// segment, and how many entries the range writes.
+    fn plan_range(
         &self,
         epoch: u64,
         stake: &[u64],
@@ -156,19 +179,19 @@ impl Segments {
         due: &[bool],
         lo: usize,
         hi: usize,
-    ) -> Part {
+    ) -> Plan {
         let lo_h = lo as u32;
         let mut a = self.holder.partition_point(|h| *h < lo_h);
         let mut b = edges.src.partition_point(|s| *s < lo_h);
         let a_end = self.holder.partition_point(|h| (*h as usize) < hi);
         let b_end = edges.src.partition_point(|s| (*s as usize) < hi);
-        let cap = (a_end - a).max(b_end - b);
-        let mut holders: Vec<u32> = Vec::with_capacity(cap);
-        let mut peers: Vec<u32> = Vec::with_capacity(cap);
-        let mut bonds: Vec<f64> = Vec::with_capacity(cap);
-        let mut weights: Vec<f64> = Vec::with_capacity(cap);
-        let mut starts = Vec::with_capacity(hi - lo);
-        let mut sums = Vec::with_capacity(hi - lo);
+        let mut plan = Plan {
+            lo,
+            fate: Vec::with_capacity(hi - lo),
+            start: Vec::with_capacity(hi - lo),
+            stake: Vec::with_capacity(hi - lo),
+            count: 0,
+        };
         for (i, &s) in stake.iter().enumerate().take(hi).skip(lo) {
             let h = i as u32;
             let a0 = a;
@@ -188,56 +211,96 @@ impl Segments {
                 && !due.get(i).copied().unwrap_or(false)
                 && self.holds_row(a0..a, edges, b0..b);
             if let (true, Some(sum)) = (goes_on, sum) {
-                holders.extend_from_slice(&self.holder[a0..a]);
-                peers.extend_from_slice(&self.peer[a0..a]);
-                bonds.extend_from_slice(&self.bond[a0..a]);
-                weights.extend_from_slice(&self.weight[a0..a]);
-                starts.push(self.start[i]);
-                sums.push(sum);
+                plan.count += a - a0;
+                plan.fate.push(Fate::GoesOn(a0, a));
+                plan.start.push(self.start[i]);
+                plan.stake.push(sum);
                 continue;
             }
-            // A new segment: merge the bonds held so far with the row in force,
-            // and take this epoch's step of the recurrence.
             let held = if known { self.stake[i] } else { 0 };
-            let (mut x, mut y) = (a0, b0);
-            while x < a || y < b {
-                let px = (x < a).then(|| self.peer[x]);
-                let py = (y < b).then(|| edges.dst[y]);
-                let before = |x: usize| closed_form(self.bond[x], self.weight[x], held);
-                let (peer, prev, weight) = match (px, py) {
-                    (Some(p), Some(q)) if p == q => {
-                        x += 1;
-                        y += 1;
-                        (p, before(x - 1), edges.weight[y - 1])
-                    }
-                    (Some(p), q) if q.is_none_or(|q| p < q) => {
-                        x += 1;
-                        (p, before(x - 1), 0.0)
-                    }
-                    (_, Some(q)) => {
-                        y += 1;
-                        (q, 0.0, edges.weight[y - 1])
-                    }
-                    (_, None) => unreachable!("loop condition"),
-                };
-                let bond = closed_form(prev, weight, s);
-                if bond > 0.0 || weight != 0.0 {
-                    holders.push(h);
-                    peers.push(peer);
-                    bonds.push(bond);
-                    weights.push(weight);
+            let fate = Fate::Starts {
+                held,
+                seg: (a0, a),
+                row: (b0, b),
+            };
+            self.start_segment(&fate, s, edges, |_, _, _| plan.count += 1);
+            plan.fate.push(fate);
+            plan.start.push(epoch);
+            plan.stake.push(0);
+        }
+        plan
+    }
+
+    /// The second pass: a range's entries, as its plan says.
+    fn write_range(&self, plan: &Plan, stake: &[u64], edges: &Edges, out: &mut Out<'_>) {
+        for (k, fate) in plan.fate.iter().enumerate() {
+            let h = (plan.lo + k) as u32;
+            match *fate {
+                Fate::GoesOn(a0, a) => {
+                    let (at, to) = (out.at, out.at + (a - a0));
+                    out.holder[at..to].copy_from_slice(&self.holder[a0..a]);
+                    out.peer[at..to].copy_from_slice(&self.peer[a0..a]);
+                    out.bond[at..to].copy_from_slice(&self.bond[a0..a]);
+                    out.weight[at..to].copy_from_slice(&self.weight[a0..a]);
+                    out.at = to;
+                }
+                Fate::Starts { .. } => {
+                    self.start_segment(fate, stake[h as usize], edges, |peer, bond, weight| {
+                        out.holder[out.at] = h;
+                        out.peer[out.at] = peer;
+                        out.bond[out.at] = bond;
+                        out.weight[out.at] = weight;
+                        out.at += 1;
+                    })
                 }
             }
-            starts.push(epoch);
-            sums.push(0);
         }
-        Part {
-            holder: holders,
-            peer: peers,
-            bond: bonds,
-            weight: weights,
-            start: starts,
-            stake: sums,
+    }
+
+    /// A new segment's entries, `(peer, bond, weight)` in peer order: the
+    /// bonds held so far merged with the row in force, after this epoch's
+    /// step of the recurrence with stake `s`. Entries with no bond and no
+    /// weight are left out.
+    fn start_segment(
+        &self,
+        fate: &Fate,
+        s: u64,
+        edges: &Edges,
+        mut emit: impl FnMut(u32, f64, f64),
+    ) {
+        let Fate::Starts {
+            held,
+            seg: (a0, a),
+            row: (b0, b),
+        } = *fate
+        else {
+            return;
+        };
+        let (mut x, mut y) = (a0, b0);
+        while x < a || y < b {
+            let px = (x < a).then(|| self.peer[x]);
+            let py = (y < b).then(|| edges.dst[y]);
+            let before = |x: usize| closed_form(self.bond[x], self.weight[x], held);
+            let (peer, prev, weight) = match (px, py) {
+                (Some(p), Some(q)) if p == q => {
+                    x += 1;
+                    y += 1;
+                    (p, before(x - 1), edges.weight[y - 1])
+                }
+                (Some(p), q) if q.is_none_or(|q| p < q) => {
+                    x += 1;
+                    (p, before(x - 1), 0.0)
+                }
+                (_, Some(q)) => {
+                    y += 1;
+                    (q, 0.0, edges.weight[y - 1])
+                }
+                (_, None) => unreachable!("loop condition"),
+            };
+            let bond = closed_form(prev, weight, s);
+            if bond > 0.0 || weight != 0.0 {
+                emit(peer, bond, weight);
+            }
         }
     }
 
@@ -257,32 +320,47 @@ impl Segments {
     }
 }
 
-/// One range of holders' segments, before they are laid end to end.
-struct Part {
-    holder: Vec<u32>,
-    peer: Vec<u32>,
-    bond: Vec<f64>,
-    weight: Vec<f64>,
-    start: Vec<u64>,
-    stake: Vec<u64>,
+/// What happens to one holder's segment this epoch.
+enum Fate {
+    /// It goes on: entries `a0..a` of the previous segments, as they are.
+    GoesOn(usize, usize),
+    /// A new one starts from entries `seg` of the previous segments (their
+    /// stake sum `held`) and entries `row` of the rows in force.
+    Starts {
+        held: u64,
+        seg: (usize, usize),
+        row: (usize, usize),
+    },
 }
 
-/// Pieces laid end to end, copied side by side into one buffer.
-pub fn gather<T: Copy + Default + Send + Sync>(pieces: Vec<&[T]>) -> Vec<T> {
-    use rayon::prelude::*;
-    let total = pieces.iter().map(|p| p.len()).sum();
-    let mut out = vec![T::default(); total];
-    let mut slots = Vec::with_capacity(pieces.len());
-    let mut rest = &mut out[..];
-    for p in &pieces {
-        let (here, tail) = rest.split_at_mut(p.len());
-        slots.push(here);
-        rest = tail;
+/// One range of holders, planned: each holder's fate, start and stake sum,
+/// and how many entries the range writes.
+struct Plan {
+    lo: usize,
+    fate: Vec<Fate>,
+    start: Vec<u64>,
+    stake: Vec<u64>,
+    count: usize,
+}
+
+/// A range's place in the new columns, and how far it has written.
+struct Out<'a> {
+    holder: &'a mut [u32],
+    peer: &'a mut [u32],
+    bond: &'a mut [f64],
+    weight: &'a mut [f64],
+    at: usize,
+}
+
+/// Cuts `buf` into consecutive slices of `counts[p]` entries, one per part,
+/// so that parts running side by side each write their own.
+pub fn carve<'a, T>(mut buf: &'a mut [T], counts: &[usize]) -> Vec<&'a mut [T]> {
+    let mut out = Vec::with_capacity(counts.len());
+    for c in counts {
+        let (here, tail) = buf.split_at_mut(*c);
+        out.push(here);
+        buf = tail;
     }
-    slots
-        .into_par_iter()
-        .zip(pieces)
-        .for_each(|(to, from)| to.copy_from_slice(from));
     out
 }
 
