@@ -379,11 +379,12 @@ pub fn column_sums(n: usize, bonds: &Bonds, shifts: &[i32], threads: usize) -> V
     })
 }
 
-/// β_ij for bond e, from the same fixed-point terms as its column sum.
+/// β_ij for bond e, from the same fixed-point terms as its column sum
+/// (`column`: that exact sum rounded once to f64, [`fixed::to_f64`]).
 #[inline]
-pub fn share(bond: f64, shift: i32, column: u128) -> f64 {
-    if column == 0 {
+pub fn share(bond: f64, shift: i32, column: f64) -> f64 {
+    if column == 0.0 {
         return 0.0;
     }
-    (fixed::scale_fx(bond, shift) as f64 / column as f64).min(1.0)
+    (fixed::to_f64(fixed::scale_fx(bond, shift)) / column).min(1.0)
 }

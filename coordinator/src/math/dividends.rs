@@ -8,7 +8,10 @@ use super::Bonds;
 /// D from the new bonds and the incentive.
 pub fn dividends(n: usize, bonds: &Bonds, incentive: &[f64], threads: usize) -> Vec<f64> {
     let shifts = super::bonds::column_shifts(n, bonds, threads);
-    let col = super::bonds::column_sums(n, bonds, &shifts, threads);
+    let col: Vec<f64> = super::bonds::column_sums(n, bonds, &shifts, threads)
+        .into_iter()
+        .map(fixed::to_f64)
+        .collect();
     fixed::scatter_sum(n, &bonds.holder, threads, UNIT_FRAC, |e| {
         let j = bonds.peer[e] as usize;
         if incentive[j] > 0.0 {

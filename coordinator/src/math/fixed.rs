@@ -91,7 +91,19 @@ pub fn stake_shift(total: u128) -> i32 {
 /// 2^-shift · v as f64 (one rounding of `v`, then an exact power-of-two scale).
 #[inline]
 pub fn unscale(v: u128, shift: i32) -> f64 {
-    libm::scalbn(v as f64, -shift)
+    libm::scalbn(to_f64(v), -shift)
+}
+
+/// `v as f64` (round to nearest, ties to even), through the u64 conversion
+/// when `v` fits: the same value, without the software u128 routine, for
+/// the terms below 2^62 that most sums hold.
+#[inline]
+pub fn to_f64(v: u128) -> f64 {
+    if v >> 64 == 0 {
+        v as u64 as f64
+    } else {
+        v as f64
+    }
 }
 
 /// Σ values with a scale taken from the largest |value|: exact up to

@@ -426,8 +426,13 @@ pub async fn compute_timed(
         per_peer(&[("shift", shifts.clone())], partitions)?,
     )?;
     let totals = dense::slots::<Sum>(&run(ctx, &mut times, "bond_totals", vec![]).await?, n)?;
-    let totals: ArrayRef =
-        Arc::new(arrow::array::Decimal128Array::from(totals).with_precision_and_scale(38, 0)?);
+    // β divides by the exact total rounded once to DOUBLE: rounded here,
+    // once per column, not once per bond.
+    let totals: Vec<f64> = totals
+        .into_iter()
+        .map(|t| fixed::to_f64(t.max(0) as u128))
+        .collect();
+    let totals = f64s(&totals);
     register(
         ctx,
         "columns",

@@ -11,9 +11,11 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array,
+    PrimitiveArray,
 };
 use arrow::datatypes::{
-    DataType, Decimal128Type, Field, FieldRef, Float64Type, Int64Type, UInt64Type,
+    ArrowPrimitiveType, DataType, Decimal128Type, Field, FieldRef, Float64Type, Int64Type,
+    UInt64Type,
 };
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -47,7 +49,54 @@ fn fx_array(v: impl IntoIterator<Item = i128>) -> DfResult<ArrayRef> {
     ))
 }
 
-type Kernel = fn(&[ArrayRef]) -> DfResult<ArrayRef>;
+/// One argument of a scalar function: a column, or a literal (a parameter
+/// such as `$shift`) used for every row as it is, never spread into a
+/// column of copies.
+struct Arg<T: ArrowPrimitiveType> {
+    values: PrimitiveArray<T>,
+    literal: bool,
+}
+
+impl<T: ArrowPrimitiveType> Arg<T> {
+    fn of(v: &ColumnarValue) -> DfResult<Self> {
+        Ok(match v {
+            ColumnarValue::Array(a) => Self {
+                values: a.as_primitive::<T>().clone(),
+                literal: false,
+            },
+            ColumnarValue::Scalar(s) => Self {
+                values: s.to_array_of_size(1)?.as_primitive::<T>().clone(),
+                literal: true,
+            },
+        })
+    }
+
+    #[inline]
+    fn at(&self, i: usize) -> T::Native {
+        self.values.values()[if self.literal { 0 } else { i }]
+    }
+
+    #[inline]
+    fn is_null(&self, i: usize) -> bool {
+        self.values.is_null(if self.literal { 0 } else { i })
+    }
+
+    fn has_nulls(&self) -> bool {
+        self.values.null_count() > 0
+    }
+}
+
+/// How many rows a call covers: a column's length, 1 when all are literals.
+fn rows(args: &[ColumnarValue]) -> (usize, bool) {
+    args.iter()
+        .find_map(|a| match a {
+            ColumnarValue::Array(a) => Some((a.len(), false)),
+            ColumnarValue::Scalar(_) => None,
+        })
+        .unwrap_or((1, true))
+}
+
+type Kernel = fn(&[ColumnarValue], usize) -> DfResult<ArrayRef>;
 
 fn udf(name: &str, input: Vec<DataType>, output: DataType, kernel: Kernel) -> ScalarUDF {
     create_udf(
@@ -56,9 +105,8 @@ fn udf(name: &str, input: Vec<DataType>, output: DataType, kernel: Kernel) -> Sc
         output,
         Volatility::Immutable,
         Arc::new(move |args: &[ColumnarValue]| {
-            let scalar = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
-            let arrays = ColumnarValue::values_to_arrays(args)?;
-            let out = kernel(&arrays)?;
+            let (n, scalar) = rows(args);
+            let out = kernel(args, n)?;
             if scalar {
                 Ok(ColumnarValue::Scalar(
                     datafusion::common::ScalarValue::try_from_array(&out, 0)?,
@@ -70,74 +118,70 @@ fn udf(name: &str, input: Vec<DataType>, output: DataType, kernel: Kernel) -> Sc
     )
 }
 
+/// `sign(x)·⌊|x|·2^shift⌋`.
+#[inline]
+fn signed_fx(x: f64, shift: i64) -> i128 {
+    let q = fixed::scale_fx(x.abs(), shift as i32) as i128;
+    if x < 0.0 {
+        -q
+    } else {
+        q
+    }
+}
+
 /// The scalar functions:
 /// - `fb_mul_fx(stake UInt64, w Float64, shift Int64) → FX`: ⌊S·w·2^shift⌋ exactly;
 /// - `fb_fx(x Float64, shift Int64) → FX`: sign(x)·⌊|x|·2^shift⌋;
 /// - `fb_unscale(v FX, shift Int64) → Float64`: v·2^-shift;
 /// - `fb_shift_for(max Float64) → Int64`: the scale for a sum whose largest |term| is max;
-/// - `fb_share(bond Float64, shift Int64, total FX) → Float64`: β, the bond's
-///   share of its column, from the same truncated term as the column's total
-///   (`math::bonds::share`; 0 when the total is 0);
+/// - `fb_share(bond Float64, shift Int64, total Float64) → Float64`: β, the
+///   bond's share of its column, from the same truncated term as the
+///   column's exact total (`total`: that integer rounded once to DOUBLE;
+///   `math::bonds::share`; 0 when the total is 0);
 /// - `fb_exp(x Float64) → Float64`: libm's portable exp.
+///
+/// A NULL argument gives 0 (`fb_unscale`, `fb_exp`: NULL).
 pub fn scalars() -> Vec<ScalarUDF> {
     use DataType::{Float64, Int64, UInt64};
     vec![
-        udf("fb_mul_fx", vec![UInt64, Float64, Int64], FX, |a| {
-            let s = a[0].as_primitive::<UInt64Type>();
-            let w = a[1].as_primitive::<Float64Type>();
-            let sh = a[2].as_primitive::<Int64Type>();
-            if s.null_count() + w.null_count() + sh.null_count() == 0 {
-                // The plans' case: one pass over the value slices.
-                return fx_array(
-                    s.values()
-                        .iter()
-                        .zip(w.values().iter())
-                        .zip(sh.values().iter())
-                        .map(|((s, w), sh)| fixed::mul_fx(*s, *w, *sh as i32) as i128),
-                );
+        udf("fb_mul_fx", vec![UInt64, Float64, Int64], FX, |a, n| {
+            let s = Arg::<UInt64Type>::of(&a[0])?;
+            let w = Arg::<Float64Type>::of(&a[1])?;
+            let sh = Arg::<Int64Type>::of(&a[2])?;
+            let f = |i| fixed::mul_fx(s.at(i), w.at(i), sh.at(i) as i32) as i128;
+            if !(s.has_nulls() || w.has_nulls() || sh.has_nulls()) {
+                return fx_array((0..n).map(f));
             }
-            fx_array((0..s.len()).map(|i| {
+            fx_array((0..n).map(|i| {
                 if s.is_null(i) || w.is_null(i) || sh.is_null(i) {
                     0
                 } else {
-                    fixed::mul_fx(s.value(i), w.value(i), sh.value(i) as i32) as i128
+                    f(i)
                 }
             }))
         }),
-        udf("fb_fx", vec![Float64, Int64], FX, |a| {
-            let x = a[0].as_primitive::<Float64Type>();
-            let sh = a[1].as_primitive::<Int64Type>();
-            let signed = |v: f64, sh: i64| {
-                let q = fixed::scale_fx(v.abs(), sh as i32) as i128;
-                if v < 0.0 {
-                    -q
-                } else {
-                    q
-                }
-            };
-            if x.null_count() + sh.null_count() == 0 {
-                return fx_array(
-                    x.values()
-                        .iter()
-                        .zip(sh.values().iter())
-                        .map(|(v, sh)| signed(*v, *sh)),
-                );
+        udf("fb_fx", vec![Float64, Int64], FX, |a, n| {
+            let x = Arg::<Float64Type>::of(&a[0])?;
+            let sh = Arg::<Int64Type>::of(&a[1])?;
+            let f = |i| signed_fx(x.at(i), sh.at(i));
+            if !(x.has_nulls() || sh.has_nulls()) {
+                return fx_array((0..n).map(f));
             }
-            fx_array((0..x.len()).map(|i| {
+            fx_array((0..n).map(|i| {
                 if x.is_null(i) || sh.is_null(i) {
                     0
                 } else {
-                    signed(x.value(i), sh.value(i))
+                    f(i)
                 }
             }))
         }),
-        udf("fb_unscale", vec![FX, Int64], Float64, |a| {
-            let v = a[0].as_primitive::<Decimal128Type>();
-            let sh = a[1].as_primitive::<Int64Type>();
-            Ok(Arc::new(Float64Array::from_iter((0..v.len()).map(|i| {
-                (v.is_valid(i) && sh.is_valid(i)).then(|| {
-                    let x = v.value(i);
-                    let t = libm::scalbn(x.unsigned_abs() as f64, -(sh.value(i) as i32));
+        udf("fb_unscale", vec![FX, Int64], Float64, |a, n| {
+            let v = Arg::<Decimal128Type>::of(&a[0])?;
+            let sh = Arg::<Int64Type>::of(&a[1])?;
+            Ok(Arc::new(Float64Array::from_iter((0..n).map(|i| {
+                (!v.is_null(i) && !sh.is_null(i)).then(|| {
+                    let x = v.at(i);
+                    let t = fixed::unscale(x.unsigned_abs(), sh.at(i) as i32);
                     if x < 0 {
                         -t
                     } else {
@@ -146,41 +190,41 @@ pub fn scalars() -> Vec<ScalarUDF> {
                 })
             }))))
         }),
-        udf("fb_shift_for", vec![Float64], Int64, |a| {
-            let m = a[0].as_primitive::<Float64Type>();
-            Ok(Arc::new(Int64Array::from_iter_values(
-                (0..m.len()).map(|i| fixed::shift_for_max(m.value(i).abs()) as i64),
-            )))
+        udf("fb_shift_for", vec![Float64], Int64, |a, n| {
+            let m = Arg::<Float64Type>::of(&a[0])?;
+            Ok(Arc::new(Int64Array::from_iter_values((0..n).map(|i| {
+                if m.is_null(i) {
+                    0
+                } else {
+                    fixed::shift_for_max(m.at(i).abs()) as i64
+                }
+            }))))
         }),
-        udf("fb_share", vec![Float64, Int64, FX], Float64, |a| {
-            let b = a[0].as_primitive::<Float64Type>();
-            let sh = a[1].as_primitive::<Int64Type>();
-            let t = a[2].as_primitive::<Decimal128Type>();
-            let share =
-                |b: f64, sh: i64, t: i128| super::bonds::share(b, sh as i32, t.max(0) as u128);
-            if b.null_count() + sh.null_count() + t.null_count() == 0 {
-                return Ok(Arc::new(Float64Array::from_iter_values(
-                    b.values()
-                        .iter()
-                        .zip(sh.values().iter())
-                        .zip(t.values().iter())
-                        .map(|((b, sh), t)| share(*b, *sh, *t)),
-                )));
-            }
-            Ok(Arc::new(Float64Array::from_iter_values((0..b.len()).map(
-                |i| {
+        udf(
+            "fb_share",
+            vec![Float64, Int64, Float64],
+            Float64,
+            |a, n| {
+                let b = Arg::<Float64Type>::of(&a[0])?;
+                let sh = Arg::<Int64Type>::of(&a[1])?;
+                let t = Arg::<Float64Type>::of(&a[2])?;
+                let f = |i| super::bonds::share(b.at(i), sh.at(i) as i32, t.at(i).max(0.0));
+                if !(b.has_nulls() || sh.has_nulls() || t.has_nulls()) {
+                    return Ok(Arc::new(Float64Array::from_iter_values((0..n).map(f))));
+                }
+                Ok(Arc::new(Float64Array::from_iter_values((0..n).map(|i| {
                     if b.is_null(i) || sh.is_null(i) || t.is_null(i) {
                         0.0
                     } else {
-                        share(b.value(i), sh.value(i), t.value(i))
+                        f(i)
                     }
-                },
-            ))))
-        }),
-        udf("fb_exp", vec![Float64], Float64, |a| {
-            let x = a[0].as_primitive::<Float64Type>();
+                }))))
+            },
+        ),
+        udf("fb_exp", vec![Float64], Float64, |a, n| {
+            let x = Arg::<Float64Type>::of(&a[0])?;
             Ok(Arc::new(Float64Array::from_iter(
-                x.iter().map(|v| v.map(libm::exp)),
+                (0..n).map(|i| (!x.is_null(i)).then(|| libm::exp(x.at(i)))),
             )))
         }),
     ]
@@ -348,5 +392,75 @@ impl Accumulator for FxAcc {
     }
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
         self.update_batch(states)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Float64Array, Int64Array, RecordBatch, UInt64Array};
+    use arrow::datatypes::Schema;
+
+    async fn column(ctx: &SessionContext, sql: &str) -> Vec<String> {
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        let mut out = vec![];
+        for b in batches {
+            let a = b.column(0);
+            for i in 0..a.len() {
+                out.push(arrow::util::display::array_value_to_string(a, i).unwrap());
+            }
+        }
+        out
+    }
+
+    /// A literal argument (a parameter) gives, row by row, what the same
+    /// value in a column gives; a NULL gives 0; all-literal calls fold.
+    #[tokio::test]
+    async fn literals_act_as_columns() {
+        let ctx = SessionContext::new();
+        register(&ctx);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("x", DataType::Float64, true),
+            Field::new("sh", DataType::Int64, false),
+            Field::new("s", DataType::UInt64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Float64Array::from(vec![
+                    Some(1.5),
+                    None,
+                    Some(-0.75),
+                    Some(3.0),
+                ])),
+                Arc::new(Int64Array::from(vec![3; 4])),
+                Arc::new(UInt64Array::from(vec![10, 20, 30, 40])),
+            ],
+        )
+        .unwrap();
+        ctx.register_batch("t", batch).unwrap();
+        for (lit, col) in [
+            ("fb_fx(x, 3)", "fb_fx(x, sh)"),
+            ("fb_mul_fx(s, 0.5, 3)", "fb_mul_fx(s, 0.5, sh)"),
+            ("fb_share(x, 3, 24.0)", "fb_share(x, sh, 24.0 + 0 * s)"),
+            ("fb_unscale(fb_fx(x, 3), 3)", "fb_unscale(fb_fx(x, sh), sh)"),
+        ] {
+            let a = column(&ctx, &format!("SELECT {lit} FROM t")).await;
+            let b = column(&ctx, &format!("SELECT {col} FROM t")).await;
+            assert_eq!(a, b, "{lit} against {col}");
+        }
+        assert_eq!(
+            column(&ctx, "SELECT fb_fx(x, 3) FROM t").await,
+            ["12", "0", "-6", "24"]
+        );
+        assert_eq!(
+            column(&ctx, "SELECT fb_share(x, 3, 24.0) FROM t").await,
+            ["0.5", "0.0", "0.0", "1.0"]
+        );
+        assert_eq!(column(&ctx, "SELECT fb_fx(1.5, 3)").await, ["12"]);
+        assert_eq!(
+            column(&ctx, "SELECT fb_mul_fx(CAST(7 AS BIGINT UNSIGNED), 1.0, 0)").await,
+            ["7"]
+        );
     }
 }

@@ -1,6 +1,7 @@
 -- Dividends D_i = Σ_j β_ij · I_j with β_ij = B'_ij / Σ_k B'_kj (SPEC 5.2).
 -- `columns` holds per peer j its scale, its bond total (bond_scales.sql,
--- bond_totals.sql) and its incentive: one join, one pass over the bonds.
+-- bond_totals.sql; the exact integer rounded once to DOUBLE, the division's
+-- one rounding) and its incentive: one join, one pass over the bonds.
 -- fb_share(bond, shift, total) is β from the same truncated term
 -- ⌊B'_ij · 2^shift_j⌋ as the column's total.
 -- Σ_i D_i is 1, so D is summed at an absolute 2^-62, by holder (element i
