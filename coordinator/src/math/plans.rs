@@ -9,9 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, UInt32Array, UInt64Array,
-};
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, UInt32Array};
 use arrow::datatypes::{DataType, Field, Float64Type, Schema, UInt32Type};
 use datafusion::common::metadata::ScalarAndMetadata;
 use datafusion::common::{ParamValues, ScalarValue};
@@ -133,54 +131,36 @@ fn register(ctx: &SessionContext, name: &str, t: MemTable) -> Result<()> {
     Ok(())
 }
 
-/// `edges`: the rows in force, each edge carrying its source's stake so that
-/// rank and trust need no join.
-fn edges_table(edges: &Edges, stake: &[u64], partitions: usize) -> Result<MemTable> {
+/// `edges`: the rows in force, as they are (no copy).
+fn edges_table(edges: &Edges, partitions: usize) -> Result<MemTable> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("src", DataType::UInt32, false),
         Field::new("dst", DataType::UInt32, false),
         Field::new("weight", DataType::Float64, false),
-        Field::new("stake", DataType::UInt64, false),
     ]));
-    let source = UInt64Array::from_iter_values(edges.src.iter().map(|i| stake[*i as usize]));
     table(
         schema,
-        vec![
-            u32s(&edges.src),
-            u32s(&edges.dst),
-            f64c(&edges.weight),
-            Arc::new(source),
-        ],
+        vec![u32s(&edges.src), u32s(&edges.dst), f64c(&edges.weight)],
         partitions,
     )
 }
 
 /// Registers the epoch's inputs: `edges`, `segments` (the bond segments'
-/// entries, each with its holder's stake sum), and the view `new_bonds`
-/// (`bonds.sql`) over them.
+/// entries), and the view `new_bonds` (`bonds.sql`) over them, with each
+/// holder's stake sum bound as `$bond_stake`. Nothing is copied.
 pub async fn register_inputs(
     ctx: &SessionContext,
     input: &Input<'_>,
     partitions: usize,
 ) -> Result<()> {
-    register(
-        ctx,
-        "edges",
-        edges_table(input.edges, input.stake, partitions)?,
-    )?;
+    register(ctx, "edges", edges_table(input.edges, partitions)?)?;
     let seg = input.segments;
     let segments = Arc::new(Schema::new(vec![
         Field::new("holder", DataType::UInt32, false),
         Field::new("peer", DataType::UInt32, false),
         Field::new("bond", DataType::Float64, false),
         Field::new("weight", DataType::Float64, false),
-        Field::new("bond_stake", DataType::UInt64, false),
     ]));
-    let bond_stake = UInt64Array::from_iter_values(
-        seg.holder
-            .iter()
-            .map(|h| seg.stake.get(*h as usize).copied().unwrap_or(0)),
-    );
     register(
         ctx,
         "segments",
@@ -191,13 +171,16 @@ pub async fn register_inputs(
                 u32s(&seg.peer),
                 f64c(&seg.bond),
                 f64c(&seg.weight),
-                Arc::new(bond_stake),
             ],
             partitions,
         )?,
     )?;
     ctx.deregister_table("new_bonds")?;
-    let view = ctx.sql(plan("bonds")).await?.into_view();
+    let view = bind(
+        ctx.sql(plan("bonds")).await?,
+        vec![("bond_stake", super::udf::index_list_value(&seg.stake))],
+    )?
+    .into_view();
     ctx.register_table("new_bonds", view)?;
     Ok(())
 }
@@ -230,16 +213,7 @@ async fn run_plan(
     name: &str,
     params: Vec<(&str, ScalarValue)>,
 ) -> Result<Vec<RecordBatch>> {
-    let df = ctx.sql(plan(name)).await?;
-    let df = if params.is_empty() {
-        df
-    } else {
-        let map: HashMap<String, ScalarAndMetadata> = params
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), ScalarAndMetadata::new(v, None)))
-            .collect();
-        df.with_param_values(ParamValues::Map(map))?
-    };
+    let df = bind(ctx.sql(plan(name)).await?, params)?;
     let plan = df.create_physical_plan().await?;
     let out = datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx()).await?;
     if tracing::enabled!(tracing::Level::DEBUG) {
@@ -250,6 +224,21 @@ async fn run_plan(
         tracing::debug!(plan = name, "plan with its metrics:\n{shown}");
     }
     Ok(out)
+}
+
+/// Binds named parameters (`$shift`, ...) to values.
+fn bind(
+    df: datafusion::dataframe::DataFrame,
+    params: Vec<(&str, ScalarValue)>,
+) -> Result<datafusion::dataframe::DataFrame> {
+    if params.is_empty() {
+        return Ok(df);
+    }
+    let map: HashMap<String, ScalarAndMetadata> = params
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), ScalarAndMetadata::new(v, None)))
+        .collect();
+    Ok(df.with_param_values(ParamValues::Map(map))?)
 }
 
 /// Scatters a `(peer, value)` result into a vector by index (absent: default).
@@ -332,6 +321,7 @@ pub async fn compute_timed(
     times.push(("inputs", t.elapsed()));
     let total = rank::total_stake(input.stake);
     let shift = ScalarValue::Int64(Some(fixed::stake_shift(total) as i64));
+    let stake = super::udf::index_list_value(input.stake);
 
     // Median clipping: the clipped rows replace `edges` for every later plan.
     let clipped = match p.consensus {
@@ -339,22 +329,37 @@ pub async fn compute_timed(
         Consensus::MedianClip => {
             let need = clip::support_needed(total, p.kappa);
             let need = ScalarValue::Decimal128(Some(need.min(i128::MAX as u128) as i128), 38, 0);
-            let batches = run(ctx, &mut times, "clip", vec![("need", need)]).await?;
+            let batches = run(
+                ctx,
+                &mut times,
+                "clip",
+                vec![("need", need), ("stake", stake.clone())],
+            )
+            .await?;
             let (edges, levels) = collect_clipped(n, &batches);
-            register(ctx, "edges", edges_table(&edges, input.stake, partitions)?)?;
+            register(ctx, "edges", edges_table(&edges, partitions)?)?;
             Some((edges, levels))
         }
     };
 
     let rank_fx = dense::slots::<Sum>(
-        &run(ctx, &mut times, "rank", vec![("shift", shift)]).await?,
+        &run(
+            ctx,
+            &mut times,
+            "rank",
+            vec![("shift", shift), ("stake", stake.clone())],
+        )
+        .await?,
         n,
     )?;
     let rank: Vec<f64> = rank_fx
         .iter()
         .map(|v| rank::share((*v).max(0) as u128, total))
         .collect();
-    let trust_stake = dense::slots::<Sum>(&run(ctx, &mut times, "trust", vec![]).await?, n)?;
+    let trust_stake = dense::slots::<Sum>(
+        &run(ctx, &mut times, "trust", vec![("stake", stake)]).await?,
+        n,
+    )?;
     let trust: Vec<f64> = trust_stake
         .iter()
         .map(|v| trust::share((*v).max(0) as u128, total))

@@ -86,6 +86,22 @@ impl<T: ArrowPrimitiveType> Arg<T> {
     }
 }
 
+/// The type of `fb_at`'s list: per-peer UInt64 values, by peer index.
+pub fn index_list() -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(DataType::UInt64, true)))
+}
+
+/// A per-peer list as `fb_at` takes it (the value of a parameter).
+pub fn index_list_value(values: &[u64]) -> datafusion::common::ScalarValue {
+    let list = arrow::array::ListArray::new(
+        Arc::new(Field::new_list_field(DataType::UInt64, true)),
+        arrow::buffer::OffsetBuffer::from_lengths([values.len()]),
+        Arc::new(arrow::array::UInt64Array::from(values.to_vec())),
+        None,
+    );
+    datafusion::common::ScalarValue::List(Arc::new(list))
+}
+
 /// How many rows a call covers: a column's length, 1 when all are literals.
 fn rows(args: &[ColumnarValue]) -> (usize, bool) {
     args.iter()
@@ -138,6 +154,11 @@ fn signed_fx(x: f64, shift: i64) -> i128 {
 ///   bond's share of its column, from the same truncated term as the
 ///   column's exact total (`total`: that integer rounded once to DOUBLE;
 ///   `math::bonds::share`; 0 when the total is 0);
+/// - `fb_at(list List<UInt64>, index UInt32) → UInt64`: element `index` of a
+///   list literal: a per-peer value looked up by peer index (`$stake`), so
+///   a pass over 25.6 M edges reads its source's stake without a join and
+///   without a 25.6 M-entry column built for it (an index past the list is
+///   an error);
 /// - `fb_exp(x Float64) → Float64`: libm's portable exp.
 ///
 /// A NULL argument gives 0 (`fb_unscale`, `fb_exp`: NULL).
@@ -219,6 +240,43 @@ pub fn scalars() -> Vec<ScalarUDF> {
                         f(i)
                     }
                 }))))
+            },
+        ),
+        udf(
+            "fb_at",
+            vec![index_list(), DataType::UInt32],
+            UInt64,
+            |a, n| {
+                let values = match &a[0] {
+                ColumnarValue::Scalar(datafusion::common::ScalarValue::List(l))
+                    if l.len() == 1 && l.is_valid(0) =>
+                {
+                    l.value(0)
+                }
+                _ => {
+                    return Err(DataFusionError::Execution(
+                        "fb_at(list, index) takes the list as a literal (a parameter such as $stake)"
+                            .into(),
+                    ))
+                }
+            };
+                let values = values.as_primitive::<UInt64Type>().values();
+                let at = Arg::<arrow::datatypes::UInt32Type>::of(&a[1])?;
+                let mut out = Vec::with_capacity(n);
+                for i in 0..n {
+                    if at.is_null(i) {
+                        out.push(0);
+                        continue;
+                    }
+                    let k = at.at(i) as usize;
+                    out.push(*values.get(k).ok_or_else(|| {
+                        DataFusionError::Execution(format!(
+                            "fb_at: index {k} is past the list's {} entries",
+                            values.len()
+                        ))
+                    })?);
+                }
+                Ok(Arc::new(arrow::array::UInt64Array::from(out)))
             },
         ),
         udf("fb_exp", vec![Float64], Float64, |a, n| {
@@ -458,6 +516,31 @@ mod tests {
             ["0.5", "0.0", "0.0", "1.0"]
         );
         assert_eq!(column(&ctx, "SELECT fb_fx(1.5, 3)").await, ["12"]);
+
+        // fb_at: element `index` of a list parameter; past its end, an error.
+        let at = |sql: &'static str, list: &[u64]| {
+            let ctx = ctx.clone();
+            let list = index_list_value(list);
+            async move {
+                let df = ctx.sql(sql).await?.with_param_values(vec![list])?;
+                df.collect().await
+            }
+        };
+        let got = at(
+            "SELECT fb_at($1, CAST(sh - 3 + (s / 10 - 1) AS INT UNSIGNED)) FROM t",
+            &[5, 6, 7, 8],
+        )
+        .await
+        .unwrap();
+        let got: Vec<u64> = got
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<UInt64Type>().values().to_vec())
+            .collect();
+        assert_eq!(got, [5, 6, 7, 8]);
+        let err = at("SELECT fb_at($1, CAST(s AS INT UNSIGNED)) FROM t", &[1, 2])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("past the list"), "{err}");
         assert_eq!(
             column(&ctx, "SELECT fb_mul_fx(CAST(7 AS BIGINT UNSIGNED), 1.0, 0)").await,
             ["7"]
