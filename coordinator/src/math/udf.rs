@@ -20,8 +20,8 @@ use arrow::datatypes::{
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    create_udf, Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo,
-    GroupsAccumulator, ScalarUDF, Signature, Volatility,
+    create_udf, Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo, Expr,
+    GroupsAccumulator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::prelude::SessionContext;
 
@@ -37,6 +37,7 @@ pub fn register(ctx: &SessionContext) {
     for f in scalars() {
         ctx.register_udf(f);
     }
+    ctx.register_udf(ScalarUDF::from(FbAt::default()));
     ctx.register_udaf(fb_fx_sum());
     ctx.register_udaf(super::dense::fb_fx_sum_by());
     ctx.register_udaf(super::dense::fb_max_by());
@@ -83,6 +84,94 @@ impl<T: ArrowPrimitiveType> Arg<T> {
 
     fn has_nulls(&self) -> bool {
         self.values.null_count() > 0
+    }
+}
+
+/// `fb_at(list List<UInt64>, index UInt32) → UInt64`: element `index` of a
+/// list literal, a per-peer value looked up by peer index (`$stake`): a pass
+/// over 25.6 M edges reads its source's stake without a join and without a
+/// 25.6 M-entry column built for it. An index past the list is an error.
+///
+/// Its name in a plan's schema shows the list's length, not its elements:
+/// DataFusion's optimizer names every expression it rewrites, and printing
+/// a 100,000-entry list each time cost most of a second an epoch.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct FbAt {
+    signature: Signature,
+}
+
+impl Default for FbAt {
+    fn default() -> Self {
+        Self {
+            signature: Signature::exact(
+                vec![index_list(), DataType::UInt32],
+                Volatility::Immutable,
+            ),
+        }
+    }
+}
+
+impl ScalarUDFImpl for FbAt {
+    fn name(&self) -> &str {
+        "fb_at"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::UInt64)
+    }
+    fn schema_name(&self, args: &[Expr]) -> DfResult<String> {
+        let list = match args.first() {
+            Some(Expr::Literal(datafusion::common::ScalarValue::List(l), _)) => {
+                format!("<list of {}>", l.values().len())
+            }
+            Some(e) => e.schema_name().to_string(),
+            None => String::new(),
+        };
+        let index = args
+            .get(1)
+            .map(|e| e.schema_name().to_string())
+            .unwrap_or_default();
+        Ok(format!("fb_at({list},{index})"))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let a = &args.args;
+        let (n, scalar) = rows(a);
+        let values =
+            match &a[0] {
+                ColumnarValue::Scalar(datafusion::common::ScalarValue::List(l))
+                    if l.len() == 1 && l.is_valid(0) =>
+                {
+                    l.value(0)
+                }
+                _ => return Err(DataFusionError::Execution(
+                    "fb_at(list, index) takes the list as a literal (a parameter such as $stake)"
+                        .into(),
+                )),
+            };
+        let values = values.as_primitive::<UInt64Type>().values();
+        let at = Arg::<arrow::datatypes::UInt32Type>::of(&a[1])?;
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            if at.is_null(i) {
+                out.push(0);
+                continue;
+            }
+            let k = at.at(i) as usize;
+            out.push(*values.get(k).ok_or_else(|| {
+                DataFusionError::Execution(format!(
+                    "fb_at: index {k} is past the list's {} entries",
+                    values.len()
+                ))
+            })?);
+        }
+        let out: ArrayRef = Arc::new(arrow::array::UInt64Array::from(out));
+        Ok(if scalar {
+            ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?)
+        } else {
+            ColumnarValue::Array(out)
+        })
     }
 }
 
@@ -154,11 +243,6 @@ fn signed_fx(x: f64, shift: i64) -> i128 {
 ///   bond's share of its column, from the same truncated term as the
 ///   column's exact total (`total`: that integer rounded once to DOUBLE;
 ///   `math::bonds::share`; 0 when the total is 0);
-/// - `fb_at(list List<UInt64>, index UInt32) → UInt64`: element `index` of a
-///   list literal: a per-peer value looked up by peer index (`$stake`), so
-///   a pass over 25.6 M edges reads its source's stake without a join and
-///   without a 25.6 M-entry column built for it (an index past the list is
-///   an error);
 /// - `fb_exp(x Float64) → Float64`: libm's portable exp.
 ///
 /// A NULL argument gives 0 (`fb_unscale`, `fb_exp`: NULL).
@@ -240,43 +324,6 @@ pub fn scalars() -> Vec<ScalarUDF> {
                         f(i)
                     }
                 }))))
-            },
-        ),
-        udf(
-            "fb_at",
-            vec![index_list(), DataType::UInt32],
-            UInt64,
-            |a, n| {
-                let values = match &a[0] {
-                ColumnarValue::Scalar(datafusion::common::ScalarValue::List(l))
-                    if l.len() == 1 && l.is_valid(0) =>
-                {
-                    l.value(0)
-                }
-                _ => {
-                    return Err(DataFusionError::Execution(
-                        "fb_at(list, index) takes the list as a literal (a parameter such as $stake)"
-                            .into(),
-                    ))
-                }
-            };
-                let values = values.as_primitive::<UInt64Type>().values();
-                let at = Arg::<arrow::datatypes::UInt32Type>::of(&a[1])?;
-                let mut out = Vec::with_capacity(n);
-                for i in 0..n {
-                    if at.is_null(i) {
-                        out.push(0);
-                        continue;
-                    }
-                    let k = at.at(i) as usize;
-                    out.push(*values.get(k).ok_or_else(|| {
-                        DataFusionError::Execution(format!(
-                            "fb_at: index {k} is past the list's {} entries",
-                            values.len()
-                        ))
-                    })?);
-                }
-                Ok(Arc::new(arrow::array::UInt64Array::from(out)))
             },
         ),
         udf("fb_exp", vec![Float64], Float64, |a, n| {
@@ -541,6 +588,23 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("past the list"), "{err}");
+
+        // The optimizer names expressions by their schema name: fb_at's
+        // shows the list's length, never its elements.
+        use datafusion::execution::FunctionRegistry;
+        use datafusion::prelude::{cast, col, lit};
+        let call = ctx.udf("fb_at").unwrap().call(vec![
+            lit(index_list_value(&[987654321; 4])),
+            cast(col("sh"), DataType::UInt32),
+        ]);
+        let df = ctx.table("t").await.unwrap().select(vec![call]).unwrap();
+        let names: Vec<String> = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert!(names[0].contains("fb_at(<list of 4>,"), "{names:?}");
         assert_eq!(
             column(&ctx, "SELECT fb_mul_fx(CAST(7 AS BIGINT UNSIGNED), 1.0, 0)").await,
             ["7"]
