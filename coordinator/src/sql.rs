@@ -174,3 +174,35 @@ pub fn write(answer: &Answer, format: Format, out: &mut dyn Write) -> Result<()>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Float64Array;
+    use arrow::datatypes::{DataType, Field};
+    use std::sync::Arc;
+
+    /// Every float an answer holds reads back as the same float from CSV
+    /// and from JSON (serde_json's default parser is off by one unit in the
+    /// last place for some 17-digit numbers: the workspace turns on its
+    /// exact parser).
+    #[test]
+    fn floats_read_back_exactly_from_csv_and_json() {
+        let vals = vec![
+            0.41035192766666667f64,
+            0.4103519276666666,
+            0.1 + 0.2,
+            1.0 / 3.0,
+        ];
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, false)]));
+        let b =
+            RecordBatch::try_new(schema, vec![Arc::new(Float64Array::from(vals.clone()))]).unwrap();
+        let csv = render(std::slice::from_ref(&b), Format::Csv).unwrap();
+        let csv: Vec<f64> = csv.lines().skip(1).map(|l| l.parse().unwrap()).collect();
+        assert_eq!(csv, vals);
+        let json = render(&[b], Format::Json).unwrap();
+        let json: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+        let json: Vec<f64> = json.iter().map(|o| o["x"].as_f64().unwrap()).collect();
+        assert_eq!(json, vals);
+    }
+}
