@@ -166,12 +166,7 @@ impl ScalarUDFImpl for FbAt {
                 ))
             })?);
         }
-        let out: ArrayRef = Arc::new(arrow::array::UInt64Array::from(out));
-        Ok(if scalar {
-            ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?)
-        } else {
-            ColumnarValue::Array(out)
-        })
+        answer(Arc::new(arrow::array::UInt64Array::from(out)), scalar)
     }
 }
 
@@ -201,6 +196,16 @@ fn rows(args: &[ColumnarValue]) -> (usize, bool) {
         .unwrap_or((1, true))
 }
 
+/// A kernel's output as the call's answer: one value when every argument
+/// was a literal.
+fn answer(out: ArrayRef, scalar: bool) -> DfResult<ColumnarValue> {
+    Ok(if scalar {
+        ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?)
+    } else {
+        ColumnarValue::Array(out)
+    })
+}
+
 type Kernel = fn(&[ColumnarValue], usize) -> DfResult<ArrayRef>;
 
 fn udf(name: &str, input: Vec<DataType>, output: DataType, kernel: Kernel) -> ScalarUDF {
@@ -211,14 +216,7 @@ fn udf(name: &str, input: Vec<DataType>, output: DataType, kernel: Kernel) -> Sc
         Volatility::Immutable,
         Arc::new(move |args: &[ColumnarValue]| {
             let (n, scalar) = rows(args);
-            let out = kernel(args, n)?;
-            if scalar {
-                Ok(ColumnarValue::Scalar(
-                    datafusion::common::ScalarValue::try_from_array(&out, 0)?,
-                ))
-            } else {
-                Ok(ColumnarValue::Array(out))
-            }
+            answer(kernel(args, n)?, scalar)
         }),
     )
 }
