@@ -337,10 +337,7 @@ impl Store {
             let base = p.clone();
             let fast = tokio::task::spawn_blocking(move || local_list(&dir, &base))
                 .await
-                .map_err(|e| Error::Io {
-                    path: rel_dir.to_string(),
-                    source: std::io::Error::other(e),
-                })?;
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
             match fast {
                 Ok(Some(listed)) => return Ok(listed),
                 Ok(None) => {}
