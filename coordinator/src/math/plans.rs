@@ -9,8 +9,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, UInt32Array};
-use arrow::datatypes::{DataType, Field, Float64Type, Schema, UInt32Type};
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, UInt32Array};
+use arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Field, Float64Type, Int64Type, Schema, UInt32Type, UInt64Type,
+};
 use datafusion::common::metadata::ScalarAndMetadata;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::MemTable;
@@ -19,8 +21,11 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use faceblock_schemas::Consensus;
 
 use super::dense::{self, Max, Sum};
+use super::udf::index_list_value;
 use super::{clip, fixed, rank, trust, Bonds, Column, Edges, Input, Output};
 use crate::Result;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::variable::{VarProvider, VarType};
 
 /// The plans, by name, in the order [`compute`] runs them.
 pub const PLANS: [(&str, &str); 10] = [
@@ -102,13 +107,98 @@ fn table(schema: Arc<Schema>, columns: Vec<ArrayRef>, partitions: usize) -> Resu
             let lo = (i * per).min(n);
             let hi = ((i + 1) * per).min(n);
             // Batches of at most 64 k rows, as a scan would hand them out.
+            let bs: usize = std::env::var("FB_BATCH")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(65_536);
             (lo..hi)
-                .step_by(65_536)
-                .map(|o| all.slice(o, 65_536usize.min(hi - o)))
+                .step_by(bs)
+                .map(|o| all.slice(o, bs.min(hi - o)))
                 .collect()
         })
         .collect();
     Ok(MemTable::try_new(schema, parts)?)
+}
+
+/// The per-peer lists the plans read by index (`fb_at(@stake, src)`): SQL
+/// variables whose values the session holds.
+///
+/// A list bound as a `$parameter` becomes a literal in the logical plan, and
+/// DataFusion formats a literal in full whenever it names an expression: the
+/// analyzer and optimizer did that dozens of times per plan, 100,000 numbers
+/// each time, which was 1.2 s of a 3 s epoch's plans. A variable is named by
+/// its name; the physical planner turns it into the same literal once. For a
+/// plan that leaves this process (a cluster's scheduler has no such
+/// variables), [`inline_lists`] writes the values into the logical plan.
+#[derive(Debug, Default)]
+pub struct Lists(std::sync::RwLock<HashMap<String, ScalarValue>>);
+
+impl Lists {
+    /// Sets `@name` to the per-peer `values`.
+    pub fn set<T: ArrowPrimitiveType>(&self, name: &str, values: &[T::Native]) {
+        let v = index_list_value::<T>(values);
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(format!("@{name}"), v);
+    }
+
+    fn get(&self, names: &[String]) -> Option<ScalarValue> {
+        let [name] = names else { return None };
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+}
+
+impl VarProvider for Lists {
+    fn get_value(&self, names: Vec<String>) -> datafusion::common::Result<ScalarValue> {
+        self.get(&names).ok_or_else(|| {
+            datafusion::common::DataFusionError::Plan(format!(
+                "no per-peer list {} is set for this plan",
+                names.join(".")
+            ))
+        })
+    }
+
+    fn get_type(&self, names: &[String]) -> Option<DataType> {
+        self.get(names).map(|v| v.data_type())
+    }
+}
+
+/// A fresh set of lists, registered as `ctx`'s variables.
+fn lists(ctx: &SessionContext) -> Arc<Lists> {
+    let lists = Arc::new(Lists::default());
+    ctx.register_variable(VarType::UserDefined, lists.clone());
+    lists
+}
+
+/// `df`'s optimized plan (views such as `new_bonds` expanded) with every
+/// `@list` replaced by its value from `lists`: a plan that carries its
+/// data, for a scheduler that plans it in another session.
+pub fn inline_lists(df: datafusion::dataframe::DataFrame, lists: &Lists) -> Result<LogicalPlan> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    use datafusion::logical_expr::expr_rewriter::NamePreserver;
+    use datafusion::logical_expr::Expr;
+    let plan = df.into_optimized_plan()?;
+    let plan = plan.transform_up_with_subqueries(|node| {
+        // Columns above refer to this node's outputs by name: keep them.
+        let names = NamePreserver::new(&node);
+        node.map_expressions(|e| {
+            let saved = names.save(&e);
+            let e = e.transform_up(|e| match &e {
+                Expr::ScalarVariable(_, names) => match lists.get(names) {
+                    Some(v) => Ok(Transformed::yes(Expr::Literal(v, None))),
+                    None => Ok(Transformed::no(e)),
+                },
+                _ => Ok(Transformed::no(e)),
+            })?;
+            Ok(e.update_data(|e| saved.restore(e)))
+        })
+    })?;
+    Ok(plan.data)
 }
 
 /// A shared column as an array (no copy).
@@ -146,13 +236,17 @@ fn edges_table(edges: &Edges, partitions: usize) -> Result<MemTable> {
 }
 
 /// Registers the epoch's inputs: `edges`, `segments` (the bond segments'
-/// entries), and the view `new_bonds` (`bonds.sql`) over them, with each
-/// holder's stake sum bound as `$bond_stake`. Nothing is copied.
+/// entries), the view `new_bonds` (`bonds.sql`) over them, and the lists
+/// `@stake` and `@bond_stake` (each holder's stake sum). Nothing is copied.
+/// Returns the lists, for the plans to add theirs.
 pub async fn register_inputs(
     ctx: &SessionContext,
     input: &Input<'_>,
     partitions: usize,
-) -> Result<()> {
+) -> Result<Arc<Lists>> {
+    let lists = lists(ctx);
+    lists.set::<UInt64Type>("stake", input.stake);
+    lists.set::<UInt64Type>("bond_stake", &input.segments.stake);
     register(ctx, "edges", edges_table(input.edges, partitions)?)?;
     let seg = input.segments;
     let segments = Arc::new(Schema::new(vec![
@@ -176,13 +270,9 @@ pub async fn register_inputs(
         )?,
     )?;
     ctx.deregister_table("new_bonds")?;
-    let view = bind(
-        ctx.sql(plan("bonds")).await?,
-        vec![("bond_stake", super::udf::index_list_value(&seg.stake))],
-    )?
-    .into_view();
+    let view = ctx.sql(plan("bonds")).await?.into_view();
     ctx.register_table("new_bonds", view)?;
-    Ok(())
+    Ok(lists)
 }
 
 /// B' as the plans see it (the view `new_bonds`), sorted by `(holder, peer)`:
@@ -213,15 +303,23 @@ async fn run_plan(
     name: &str,
     params: Vec<(&str, ScalarValue)>,
 ) -> Result<Vec<RecordBatch>> {
+    let t = std::time::Instant::now();
     let df = bind(ctx.sql(plan(name)).await?, params)?;
     let plan = df.create_physical_plan().await?;
+    let planned = t.elapsed();
     let out = datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx()).await?;
-    if tracing::enabled!(tracing::Level::DEBUG) {
+    tracing::debug!(
+        plan = name,
+        planning_ms = planned.as_secs_f64() * 1e3,
+        running_ms = (t.elapsed() - planned).as_secs_f64() * 1e3,
+        "plan run"
+    );
+    if tracing::enabled!(tracing::Level::TRACE) {
         let shown = datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(
             plan.as_ref(),
         )
         .indent(true);
-        tracing::debug!(plan = name, "plan with its metrics:\n{shown}");
+        tracing::trace!(plan = name, "plan with its metrics:\n{shown}");
     }
     Ok(out)
 }
@@ -256,10 +354,6 @@ fn by_peer<T: Copy>(
         }
     }
     out
-}
-
-fn i64s(v: &[i64]) -> ArrayRef {
-    Arc::new(Int64Array::from(v.to_vec()))
 }
 
 /// An n-row table by peer index from named columns.
@@ -317,11 +411,10 @@ pub async fn compute_timed(
     let p = input.params;
     let mut times = PlanTimes::new();
     let t = std::time::Instant::now();
-    register_inputs(ctx, input, partitions).await?;
+    let lists = register_inputs(ctx, input, partitions).await?;
     times.push(("inputs", t.elapsed()));
     let total = rank::total_stake(input.stake);
     let shift = ScalarValue::Int64(Some(fixed::stake_shift(total) as i64));
-    let stake = super::udf::index_list_value(input.stake);
 
     // Median clipping: the clipped rows replace `edges` for every later plan.
     let clipped = match p.consensus {
@@ -329,13 +422,7 @@ pub async fn compute_timed(
         Consensus::MedianClip => {
             let need = clip::support_needed(total, p.kappa);
             let need = ScalarValue::Decimal128(Some(need.min(i128::MAX as u128) as i128), 38, 0);
-            let batches = run(
-                ctx,
-                &mut times,
-                "clip",
-                vec![("need", need), ("stake", stake.clone())],
-            )
-            .await?;
+            let batches = run(ctx, &mut times, "clip", vec![("need", need)]).await?;
             let (edges, levels) = collect_clipped(n, &batches);
             register(ctx, "edges", edges_table(&edges, partitions)?)?;
             Some((edges, levels))
@@ -343,23 +430,14 @@ pub async fn compute_timed(
     };
 
     let rank_fx = dense::slots::<Sum>(
-        &run(
-            ctx,
-            &mut times,
-            "rank",
-            vec![("shift", shift), ("stake", stake.clone())],
-        )
-        .await?,
+        &run(ctx, &mut times, "rank", vec![("shift", shift)]).await?,
         n,
     )?;
     let rank: Vec<f64> = rank_fx
         .iter()
         .map(|v| rank::share((*v).max(0) as u128, total))
         .collect();
-    let trust_stake = dense::slots::<Sum>(
-        &run(ctx, &mut times, "trust", vec![("stake", stake)]).await?,
-        n,
-    )?;
+    let trust_stake = dense::slots::<Sum>(&run(ctx, &mut times, "trust", vec![]).await?, n)?;
     let trust: Vec<f64> = trust_stake
         .iter()
         .map(|v| trust::share((*v).max(0) as u128, total))
@@ -418,18 +496,14 @@ pub async fn compute_timed(
         .unwrap_or(0.0);
 
     // Dividends over the view `new_bonds`: each column's scale, then its
-    // total at that scale, then one pass that joins both and the incentive.
+    // total at that scale, then one pass that looks up both and the
+    // incentive by the bond's column (lists by peer index, no join).
     let shifts: Vec<i64> =
         dense::slots::<Max>(&run(ctx, &mut times, "bond_scales", vec![]).await?, n)?
             .into_iter()
             .map(|m| fixed::shift_for_max(m.abs()) as i64)
             .collect();
-    let shifts = i64s(&shifts);
-    register(
-        ctx,
-        "scales",
-        per_peer(&[("shift", shifts.clone())], partitions)?,
-    )?;
+    lists.set::<Int64Type>("column_shift", &shifts);
     let totals = dense::slots::<Sum>(&run(ctx, &mut times, "bond_totals", vec![]).await?, n)?;
     // β divides by the exact total rounded once to DOUBLE: rounded here,
     // once per column, not once per bond.
@@ -437,19 +511,8 @@ pub async fn compute_timed(
         .into_iter()
         .map(|t| fixed::to_f64(t.max(0) as u128))
         .collect();
-    let totals = f64s(&totals);
-    register(
-        ctx,
-        "columns",
-        per_peer(
-            &[
-                ("shift", shifts),
-                ("total", totals),
-                ("incentive", f64s(&incentive)),
-            ],
-            partitions,
-        )?,
-    )?;
+    lists.set::<Float64Type>("column_total", &totals);
+    lists.set::<Float64Type>("incentive", &incentive);
     let dividends: Vec<f64> =
         dense::slots::<Sum>(&run(ctx, &mut times, "dividends", vec![]).await?, n)?
             .into_iter()
@@ -496,4 +559,162 @@ fn collect_bonds(batches: &[RecordBatch]) -> Bonds {
     }
     let (holder, peer, bond) = super::sort_triples(h, p, v);
     Bonds { holder, peer, bond }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::math::Segments;
+    use faceblock_schemas::Params;
+
+    /// A plan whose lists are written into it runs in a session that has
+    /// none (a cluster's scheduler), with the same result; the plan as
+    /// written cannot be planned there.
+    #[tokio::test]
+    async fn inlined_lists_travel_with_the_plan() {
+        let stake = [5u64, 7, 9, 11];
+        let edges = Edges::new(
+            vec![0, 0, 1, 2, 3],
+            vec![1, 2, 0, 3, 0],
+            vec![0.25, 0.75, 1.0, 1.0, 1.0],
+        );
+        let none = [false; 4];
+        let s0 = Segments::default().advance(0, &stake, &edges, &none);
+        let segments = s0.advance(1, &stake, &edges, &none);
+        let params = Params::default();
+        let input = Input {
+            params: &params,
+            k: 1,
+            stake: &stake,
+            edges: &edges,
+            segments: &segments,
+        };
+        let ctx = session(2);
+        let lists = register_inputs(&ctx, &input, 2).await.unwrap();
+        lists.set::<Int64Type>("column_shift", &[40, 41, 42, 43]);
+        lists.set::<Float64Type>("column_total", &[1e12, 2e12, 3e12, 4e12]);
+        lists.set::<Float64Type>("incentive", &[0.1, 0.2, 0.3, 0.4]);
+        let elsewhere = session(2);
+        for (name, params) in [
+            ("rank", vec![("shift", ScalarValue::Int64(Some(60)))]),
+            ("dividends", vec![]),
+        ] {
+            let df = bind(ctx.sql(plan(name)).await.unwrap(), params).unwrap();
+            let here = df.clone().collect().await.unwrap();
+            let slots = dense::slots::<Sum>(&here, 4).unwrap();
+            assert!(slots.iter().any(|v| *v > 0), "{name}: {slots:?}");
+            let written = df.logical_plan().clone();
+            let unplanned = elsewhere.execute_logical_plan(written).await;
+            let err = match unplanned {
+                Ok(df) => df.collect().await.unwrap_err(),
+                Err(e) => e,
+            };
+            assert!(err.to_string().contains("variable"), "{name}: {err}");
+            let shipped = inline_lists(df, &lists).unwrap();
+            let there = elsewhere
+                .execute_logical_plan(shipped)
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            assert_eq!(here, there, "{name}");
+        }
+    }
+
+    /// Wherever a list is in reach, every expression is a column, a
+    /// literal, a cast or a function call: DataFusion names any other (an
+    /// operator) by printing it, as a projection is planned and, as a
+    /// function's argument, on every batch: with a 100,000-entry list that
+    /// took 30 s.
+    #[tokio::test]
+    async fn no_plan_prints_a_list_per_batch() {
+        use datafusion::physical_expr::expressions::{CastExpr, Column, Literal};
+        use datafusion::physical_expr::ScalarFunctionExpr;
+        use datafusion::physical_plan::aggregates::AggregateExec;
+        use datafusion::physical_plan::filter::FilterExec;
+        use datafusion::physical_plan::projection::ProjectionExec;
+        use datafusion::physical_plan::{ExecutionPlan, PhysicalExpr};
+
+        fn exprs(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<Arc<dyn PhysicalExpr>>) {
+            let node: &dyn ExecutionPlan = plan.as_ref();
+            if let Some(p) = node.downcast_ref::<ProjectionExec>() {
+                out.extend(p.expr().iter().map(|e| e.expr.clone()));
+            }
+            if let Some(a) = node.downcast_ref::<AggregateExec>() {
+                for f in a.aggr_expr() {
+                    out.extend(f.expressions());
+                }
+            }
+            if let Some(f) = node.downcast_ref::<FilterExec>() {
+                out.push(f.predicate().clone());
+            }
+            for c in plan.children() {
+                exprs(c, out);
+            }
+        }
+        fn check(e: &Arc<dyn PhysicalExpr>, plan: &str) {
+            let node: &dyn PhysicalExpr = e.as_ref();
+            let named_cheaply = node.is::<ScalarFunctionExpr>()
+                || node.is::<Column>()
+                || node.is::<Literal>()
+                || node.is::<CastExpr>();
+            let shown = node.to_string();
+            assert!(
+                named_cheaply || shown.len() < 2_000,
+                "{plan}: {}... prints a list when it is named",
+                &shown[..80]
+            );
+            for c in node.children() {
+                check(c, plan);
+            }
+        }
+
+        let n = 3_000u32;
+        let stake: Vec<u64> = (0..n as u64).map(|i| 1_000_000 + i).collect();
+        let src: Vec<u32> = (0..n).collect();
+        let dst: Vec<u32> = (0..n).map(|i| (i + 1) % n).collect();
+        let edges = Edges::new(src, dst, vec![1.0; n as usize]);
+        let none = vec![false; n as usize];
+        let s0 = Segments::default().advance(0, &stake, &edges, &none);
+        let segments = s0.advance(1, &stake, &edges, &none);
+        let params = Params::default();
+        let input = Input {
+            params: &params,
+            k: 1,
+            stake: &stake,
+            edges: &edges,
+            segments: &segments,
+        };
+        let ctx = session(2);
+        let lists = register_inputs(&ctx, &input, 2).await.unwrap();
+        let i64s: Vec<i64> = (0..n as i64).map(|i| 40 + i % 7).collect();
+        let f64s: Vec<f64> = (0..n).map(|i| 1.0 / (1.0 + i as f64)).collect();
+        lists.set::<Int64Type>("column_shift", &i64s);
+        lists.set::<Float64Type>("column_total", &f64s);
+        lists.set::<Float64Type>("incentive", &f64s);
+        for (name, _) in PLANS {
+            let params = vec![
+                ("shift", ScalarValue::Int64(Some(60))),
+                ("need", ScalarValue::Decimal128(Some(1), 38, 0)),
+                ("rho", ScalarValue::Float64(Some(10.0))),
+                ("kappa", ScalarValue::Float64(Some(0.5))),
+            ];
+            let used: Vec<_> = params
+                .into_iter()
+                .filter(|(p, _)| plan(name).contains(&format!("${p}")))
+                .collect();
+            if ["consensus", "incentive", "loss"].contains(&name) {
+                continue; // over the n-row `ranked`, no list
+            }
+            let df = bind(ctx.sql(plan(name)).await.unwrap(), used).unwrap();
+            let physical = df.create_physical_plan().await.unwrap();
+            let mut found = vec![];
+            exprs(&physical, &mut found);
+            assert!(!found.is_empty(), "{name}");
+            for e in &found {
+                check(e, name);
+            }
+        }
+    }
 }

@@ -87,9 +87,10 @@ impl<T: ArrowPrimitiveType> Arg<T> {
     }
 }
 
-/// `fb_at(list List<UInt64>, index UInt32) → UInt64`: element `index` of a
-/// list literal, a per-peer value looked up by peer index (`$stake`): a pass
-/// over 25.6 M edges reads its source's stake without a join and without a
+/// `fb_at(list List<T>, index UInt32) → T`, T one of UInt64, Int64 and
+/// Float64: element `index` of a list literal, a per-peer value looked up by
+/// peer index (`$stake`, a column's `$shift`): a pass over 25.6 M edges or
+/// bond entries reads its peer's value without a join and without a
 /// 25.6 M-entry column built for it. An index past the list is an error.
 ///
 /// Its name in a plan's schema shows the list's length, not its elements:
@@ -100,15 +101,69 @@ struct FbAt {
     signature: Signature,
 }
 
+/// A list argument's name: its length, not its elements, also under the
+/// CAST that types a parameter (`CAST($total AS DOUBLE[])`), whose bound
+/// list the optimizer names before it folds the cast away.
+fn list_name(e: &Expr) -> String {
+    match e {
+        Expr::Literal(datafusion::common::ScalarValue::List(l), _) => {
+            format!("<list of {}>", l.values().len())
+        }
+        Expr::Cast(c) => format!("CAST({} AS {})", list_name(&c.expr), c.field.data_type()),
+        Expr::TryCast(c) => format!(
+            "TRY_CAST({} AS {})",
+            list_name(&c.expr),
+            c.field.data_type()
+        ),
+        e => e.schema_name().to_string(),
+    }
+}
+
+/// The element types `fb_at` looks up.
+const AT_TYPES: [DataType; 3] = [DataType::UInt64, DataType::Int64, DataType::Float64];
+
 impl Default for FbAt {
     fn default() -> Self {
         Self {
-            signature: Signature::exact(
-                vec![index_list(), DataType::UInt32],
+            signature: Signature::one_of(
+                AT_TYPES
+                    .iter()
+                    .map(|t| {
+                        datafusion::logical_expr::TypeSignature::Exact(vec![
+                            index_list(t.clone()),
+                            DataType::UInt32,
+                        ])
+                    })
+                    .collect(),
                 Volatility::Immutable,
             ),
         }
     }
+}
+
+/// Element `at` of `values` for every row (0 where the index is NULL).
+fn look_up<T: ArrowPrimitiveType>(
+    values: &ArrayRef,
+    at: &ColumnarValue,
+    n: usize,
+) -> DfResult<ArrayRef> {
+    let values = values.as_primitive::<T>().values();
+    let at = Arg::<arrow::datatypes::UInt32Type>::of(at)?;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        if at.is_null(i) {
+            out.push(T::Native::default());
+            continue;
+        }
+        let k = at.at(i) as usize;
+        out.push(*values.get(k).ok_or_else(|| {
+            DataFusionError::Execution(format!(
+                "fb_at: index {k} is past the list's {} entries",
+                values.len()
+            ))
+        })?);
+    }
+    Ok(Arc::new(PrimitiveArray::<T>::from_iter_values(out)))
 }
 
 impl ScalarUDFImpl for FbAt {
@@ -118,17 +173,18 @@ impl ScalarUDFImpl for FbAt {
     fn signature(&self) -> &Signature {
         &self.signature
     }
-    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::UInt64)
+    fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
+        match args.first() {
+            Some(DataType::List(f)) if AT_TYPES.contains(f.data_type()) => {
+                Ok(f.data_type().clone())
+            }
+            other => Err(DataFusionError::Plan(format!(
+                "fb_at(list, index) takes a list of UInt64, Int64 or Float64, not {other:?}"
+            ))),
+        }
     }
     fn schema_name(&self, args: &[Expr]) -> DfResult<String> {
-        let list = match args.first() {
-            Some(Expr::Literal(datafusion::common::ScalarValue::List(l), _)) => {
-                format!("<list of {}>", l.values().len())
-            }
-            Some(e) => e.schema_name().to_string(),
-            None => String::new(),
-        };
+        let list = args.first().map(list_name).unwrap_or_default();
         let index = args
             .get(1)
             .map(|e| e.schema_name().to_string())
@@ -150,37 +206,36 @@ impl ScalarUDFImpl for FbAt {
                         .into(),
                 )),
             };
-        let values = values.as_primitive::<UInt64Type>().values();
-        let at = Arg::<arrow::datatypes::UInt32Type>::of(&a[1])?;
-        let mut out = Vec::with_capacity(n);
-        for i in 0..n {
-            if at.is_null(i) {
-                out.push(0);
-                continue;
+        let out = match values.data_type() {
+            DataType::UInt64 => look_up::<UInt64Type>(&values, &a[1], n)?,
+            DataType::Int64 => look_up::<Int64Type>(&values, &a[1], n)?,
+            DataType::Float64 => look_up::<Float64Type>(&values, &a[1], n)?,
+            t => {
+                return Err(DataFusionError::Execution(format!(
+                    "fb_at: a list of {t} has no lookup; use UInt64, Int64 or Float64"
+                )))
             }
-            let k = at.at(i) as usize;
-            out.push(*values.get(k).ok_or_else(|| {
-                DataFusionError::Execution(format!(
-                    "fb_at: index {k} is past the list's {} entries",
-                    values.len()
-                ))
-            })?);
-        }
-        answer(Arc::new(arrow::array::UInt64Array::from(out)), scalar)
+        };
+        answer(out, scalar)
     }
 }
 
-/// The type of `fb_at`'s list: per-peer UInt64 values, by peer index.
-pub fn index_list() -> DataType {
-    DataType::List(Arc::new(Field::new_list_field(DataType::UInt64, true)))
+/// The type of `fb_at`'s list: per-peer values of type `t`, by peer index.
+pub fn index_list(t: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(t, true)))
 }
 
-/// A per-peer list as `fb_at` takes it (the value of a parameter).
-pub fn index_list_value(values: &[u64]) -> datafusion::common::ScalarValue {
+/// A per-peer list as `fb_at` takes it (the value of a parameter such as
+/// `$stake`): `values[k]` is peer k's.
+pub fn index_list_value<T: ArrowPrimitiveType>(
+    values: &[T::Native],
+) -> datafusion::common::ScalarValue {
     let list = arrow::array::ListArray::new(
-        Arc::new(Field::new_list_field(DataType::UInt64, true)),
+        Arc::new(Field::new_list_field(T::DATA_TYPE, true)),
         arrow::buffer::OffsetBuffer::from_lengths([values.len()]),
-        Arc::new(arrow::array::UInt64Array::from(values.to_vec())),
+        Arc::new(PrimitiveArray::<T>::from_iter_values(
+            values.iter().copied(),
+        )),
         None,
     );
     datafusion::common::ScalarValue::List(Arc::new(list))
@@ -241,9 +296,12 @@ fn signed_fx(x: f64, shift: i64) -> i128 {
 ///   bond's share of its column, from the same truncated term as the
 ///   column's exact total (`total`: that integer rounded once to DOUBLE;
 ///   `math::bonds::share`; 0 when the total is 0);
+/// - `fb_closed_form(bond Float64, weight Float64, stake UInt64) → Float64`:
+///   B' = bond + weight · stake, the closed form of a bond segment
+///   (`math::bonds::closed_form`, the loops' own);
 /// - `fb_exp(x Float64) → Float64`: libm's portable exp.
 ///
-/// A NULL argument gives 0 (`fb_unscale`, `fb_exp`: NULL).
+/// A NULL argument gives 0 (`fb_unscale`, `fb_closed_form`, `fb_exp`: NULL).
 pub fn scalars() -> Vec<ScalarUDF> {
     use DataType::{Float64, Int64, UInt64};
     vec![
@@ -321,6 +379,20 @@ pub fn scalars() -> Vec<ScalarUDF> {
                     } else {
                         f(i)
                     }
+                }))))
+            },
+        ),
+        udf(
+            "fb_closed_form",
+            vec![Float64, Float64, UInt64],
+            Float64,
+            |a, n| {
+                let b = Arg::<Float64Type>::of(&a[0])?;
+                let w = Arg::<Float64Type>::of(&a[1])?;
+                let s = Arg::<UInt64Type>::of(&a[2])?;
+                let f = |i| super::bonds::closed_form(b.at(i), w.at(i), s.at(i));
+                Ok(Arc::new(Float64Array::from_iter((0..n).map(|i| {
+                    (!(b.is_null(i) || w.is_null(i) || s.is_null(i))).then(|| f(i))
                 }))))
             },
         ),
@@ -565,7 +637,7 @@ mod tests {
         // fb_at: element `index` of a list parameter; past its end, an error.
         let at = |sql: &'static str, list: &[u64]| {
             let ctx = ctx.clone();
-            let list = index_list_value(list);
+            let list = index_list_value::<UInt64Type>(list);
             async move {
                 let df = ctx.sql(sql).await?.with_param_values(vec![list])?;
                 df.collect().await
@@ -592,7 +664,7 @@ mod tests {
         use datafusion::execution::FunctionRegistry;
         use datafusion::prelude::{cast, col, lit};
         let call = ctx.udf("fb_at").unwrap().call(vec![
-            lit(index_list_value(&[987654321; 4])),
+            lit(index_list_value::<UInt64Type>(&[987654321; 4])),
             cast(col("sh"), DataType::UInt32),
         ]);
         let df = ctx.table("t").await.unwrap().select(vec![call]).unwrap();
@@ -603,6 +675,45 @@ mod tests {
             .map(|f| f.name().clone())
             .collect();
         assert!(names[0].contains("fb_at(<list of 4>,"), "{names:?}");
+        // Also under the CAST that types a parameter before it is bound.
+        let call = ctx.udf("fb_at").unwrap().call(vec![
+            cast(
+                lit(index_list_value::<Float64Type>(&[0.123456789; 4])),
+                index_list(DataType::Float64),
+            ),
+            cast(col("sh"), DataType::UInt32),
+        ]);
+        let df = ctx.table("t").await.unwrap().select(vec![call]).unwrap();
+        let name = df.schema().field(0).name().clone();
+        assert!(name.contains("fb_at(CAST(<list of 4> AS "), "{name}");
+        assert!(!name.contains("0.123"), "{name}");
+
+        // Lists of Int64 and Float64, typed by a CAST as the bond plans do.
+        let got = ctx
+            .sql(
+                "SELECT fb_at(CAST($1 AS DOUBLE[]), CAST(s / 10 - 1 AS INT UNSIGNED)) AS f, \
+                         fb_at(CAST($2 AS BIGINT[]), CAST(s / 10 - 1 AS INT UNSIGNED)) AS i FROM t",
+            )
+            .await
+            .unwrap()
+            .with_param_values(vec![
+                index_list_value::<Float64Type>(&[0.5, -1.25, 3.0, 4.0]),
+                index_list_value::<Int64Type>(&[-7, 8, 9, 10]),
+            ])
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let f: Vec<f64> = got
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Float64Type>().values().to_vec())
+            .collect();
+        let i: Vec<i64> = got
+            .iter()
+            .flat_map(|b| b.column(1).as_primitive::<Int64Type>().values().to_vec())
+            .collect();
+        assert_eq!(f, [0.5, -1.25, 3.0, 4.0]);
+        assert_eq!(i, [-7, 8, 9, 10]);
         assert_eq!(
             column(&ctx, "SELECT fb_mul_fx(CAST(7 AS BIGINT UNSIGNED), 1.0, 0)").await,
             ["7"]

@@ -2,11 +2,11 @@
 -- edge of column j, largest weight first (ties by src), at which the running
 -- sum of the stake behind the column reaches $need = ⌈κ·ΣS⌉; each weight is
 -- clipped at it: w'_ij = min(w_ij, c_j). Stake sums are exact integers
--- (fb_fx_sum over fb_mul_fx(S, 1, 0) = S, S looked up in $stake by source
+-- (fb_fx_sum over fb_mul_fx(S, 1, 0) = S, S looked up in @stake by source
 -- index), so c_j is the same at any partition count. Columns without that
 -- support keep no weight.
 WITH staked AS (
-  SELECT e.src, e.dst, e.weight, fb_mul_fx(fb_at($stake, e.src), 1.0, 0) AS s
+  SELECT e.src, e.dst, e.weight, fb_mul_fx(fb_at(@stake, e.src), 1.0, 0) AS s
   FROM edges e
   WHERE e.weight > 0
 ),
