@@ -567,6 +567,24 @@ mod tests {
     use crate::math::Segments;
     use faceblock_schemas::Params;
 
+    /// A session with `edges` as epoch 1's rows, epoch 0's the same.
+    async fn registered(stake: &[u64], edges: &Edges) -> (SessionContext, Arc<Lists>) {
+        let none = vec![false; stake.len()];
+        let s0 = Segments::default().advance(0, stake, edges, &none);
+        let segments = s0.advance(1, stake, edges, &none);
+        let params = Params::default();
+        let input = Input {
+            params: &params,
+            k: 1,
+            stake,
+            edges,
+            segments: &segments,
+        };
+        let ctx = session(2);
+        let lists = register_inputs(&ctx, &input, 2).await.unwrap();
+        (ctx, lists)
+    }
+
     /// A plan whose lists are written into it runs in a session that has
     /// none (a cluster's scheduler), with the same result; the plan as
     /// written cannot be planned there.
@@ -578,19 +596,7 @@ mod tests {
             vec![1, 2, 0, 3, 0],
             vec![0.25, 0.75, 1.0, 1.0, 1.0],
         );
-        let none = [false; 4];
-        let s0 = Segments::default().advance(0, &stake, &edges, &none);
-        let segments = s0.advance(1, &stake, &edges, &none);
-        let params = Params::default();
-        let input = Input {
-            params: &params,
-            k: 1,
-            stake: &stake,
-            edges: &edges,
-            segments: &segments,
-        };
-        let ctx = session(2);
-        let lists = register_inputs(&ctx, &input, 2).await.unwrap();
+        let (ctx, lists) = registered(&stake, &edges).await;
         lists.set::<Int64Type>("column_shift", &[40, 41, 42, 43]);
         lists.set::<Float64Type>("column_total", &[1e12, 2e12, 3e12, 4e12]);
         lists.set::<Float64Type>("incentive", &[0.1, 0.2, 0.3, 0.4]);
@@ -675,19 +681,7 @@ mod tests {
         let src: Vec<u32> = (0..n).collect();
         let dst: Vec<u32> = (0..n).map(|i| (i + 1) % n).collect();
         let edges = Edges::new(src, dst, vec![1.0; n as usize]);
-        let none = vec![false; n as usize];
-        let s0 = Segments::default().advance(0, &stake, &edges, &none);
-        let segments = s0.advance(1, &stake, &edges, &none);
-        let params = Params::default();
-        let input = Input {
-            params: &params,
-            k: 1,
-            stake: &stake,
-            edges: &edges,
-            segments: &segments,
-        };
-        let ctx = session(2);
-        let lists = register_inputs(&ctx, &input, 2).await.unwrap();
+        let (ctx, lists) = registered(&stake, &edges).await;
         let i64s: Vec<i64> = (0..n as i64).map(|i| 40 + i % 7).collect();
         let f64s: Vec<f64> = (0..n).map(|i| 1.0 / (1.0 + i as f64)).collect();
         lists.set::<Int64Type>("column_shift", &i64s);
