@@ -107,13 +107,9 @@ fn table(schema: Arc<Schema>, columns: Vec<ArrayRef>, partitions: usize) -> Resu
             let lo = (i * per).min(n);
             let hi = ((i + 1) * per).min(n);
             // Batches of at most 64 k rows, as a scan would hand them out.
-            let bs: usize = std::env::var("FB_BATCH")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(65_536);
             (lo..hi)
-                .step_by(bs)
-                .map(|o| all.slice(o, bs.min(hi - o)))
+                .step_by(65_536)
+                .map(|o| all.slice(o, 65_536usize.min(hi - o)))
                 .collect()
         })
         .collect();

@@ -89,7 +89,7 @@ impl<T: ArrowPrimitiveType> Arg<T> {
 
 /// `fb_at(list List<T>, index UInt32) → T`, T one of UInt64, Int64 and
 /// Float64: element `index` of a list literal, a per-peer value looked up by
-/// peer index (`$stake`, a column's `$shift`): a pass over 25.6 M edges or
+/// peer index (`@stake`, `@column_shift`): a pass over 25.6 M edges or
 /// bond entries reads its peer's value without a join and without a
 /// 25.6 M-entry column built for it. An index past the list is an error.
 ///
@@ -101,9 +101,11 @@ struct FbAt {
     signature: Signature,
 }
 
-/// A list argument's name: its length, not its elements, also under the
-/// CAST that types a parameter (`CAST($total AS DOUBLE[])`), whose bound
-/// list the optimizer names before it folds the cast away.
+/// A list argument's name: its length, not its elements, also under a CAST
+/// that types a `$parameter` bound to a list (`CAST($1 AS DOUBLE[])`),
+/// which the optimizer names before it folds the cast away. (The epoch's
+/// plans pass variables, named by their names; a plan whose lists
+/// `math::plans::inline_lists` wrote in carries literals.)
 fn list_name(e: &Expr) -> String {
     match e {
         Expr::Literal(datafusion::common::ScalarValue::List(l), _) => {
@@ -202,7 +204,7 @@ impl ScalarUDFImpl for FbAt {
                     l.value(0)
                 }
                 _ => return Err(DataFusionError::Execution(
-                    "fb_at(list, index) takes the list as a literal (a parameter such as $stake)"
+                    "fb_at(list, index) takes the list as a literal or variable (such as @stake)"
                         .into(),
                 )),
             };
@@ -226,7 +228,7 @@ pub fn index_list(t: DataType) -> DataType {
 }
 
 /// A per-peer list as `fb_at` takes it (the value of a parameter such as
-/// `$stake`): `values[k]` is peer k's.
+/// `@stake` through `math::plans::Lists`): `values[k]` is peer k's.
 pub fn index_list_value<T: ArrowPrimitiveType>(
     values: &[T::Native],
 ) -> datafusion::common::ScalarValue {
