@@ -12,7 +12,7 @@ use crate::digest::{self, CHUNK_ROWS};
 use crate::fisher::Score;
 use crate::ingest::{InputObject, Rejection};
 use crate::ledger::tables;
-use crate::math::{Column, Output, Segments};
+use crate::math::{Column, Entries, Output, Segments};
 use crate::registry::Peer;
 use crate::Result;
 use faceblock_schemas::exchange::Metrics;
@@ -184,17 +184,36 @@ pub fn weights(epoch: u64, uids: &[i64], force: &InForce) -> Result<Vec<RecordBa
 
 /// `bonds`: the entries of the segments that start this epoch, and no others.
 pub fn bonds(epoch: u64, uids: &[i64], seg: &Segments) -> Result<Vec<RecordBatch>> {
-    let keep = Keep::new(seg.len(), |x| seg.start[seg.holder[x] as usize] == epoch);
-    named_in(
-        "bonds",
-        epoch,
-        vec![
-            ("holder", keep.i64s(|x| uids[seg.holder[x] as usize])),
-            ("peer", keep.i64s(|x| uids[seg.peer[x] as usize])),
-            ("bond", keep.f64s(&seg.bond)),
-            ("weight", keep.f64s(&seg.weight)),
-        ],
-    )
+    let starts = |p: &Entries, x: usize| seg.start[p.holder[x] as usize] == epoch;
+    let columns = match seg.parts.as_slice() {
+        [p] => {
+            let keep = Keep::new(p.len(), |x| starts(p, x));
+            vec![
+                ("holder", keep.i64s(|x| uids[p.holder[x] as usize])),
+                ("peer", keep.i64s(|x| uids[p.peer[x] as usize])),
+                ("bond", keep.f64s(&p.bond)),
+                ("weight", keep.f64s(&p.weight)),
+            ]
+        }
+        parts => {
+            let (mut h, mut q, mut b, mut w) = (vec![], vec![], vec![], vec![]);
+            for p in parts {
+                for x in (0..p.len()).filter(|x| starts(p, *x)) {
+                    h.push(uids[p.holder[x] as usize]);
+                    q.push(uids[p.peer[x] as usize]);
+                    b.push(p.bond[x]);
+                    w.push(p.weight[x]);
+                }
+            }
+            vec![
+                ("holder", i64s(h)),
+                ("peer", i64s(q)),
+                ("bond", f64s(b)),
+                ("weight", f64s(w)),
+            ]
+        }
+    };
+    named_in("bonds", epoch, columns)
 }
 
 /// Which entries of a table's source go in: all of them (an epoch in which

@@ -10,8 +10,11 @@
 //! `epoch verify`, a miss or a damaged file only costs the slower read, and
 //! anything wrong with it is a warning, never a failed epoch.
 //!
-//! Files are Arrow IPC, one batch of whole columns, written to a temporary
-//! name and renamed, so a reader sees the whole file or none. They are not
+//! Files hold whole columns, raw and aligned (see [`write`]), so that a
+//! reader maps them as they are and an epoch whose segments are pieces
+//! writes them one after another, with no copy in between. They are
+//! written to a temporary name and renamed, so a reader sees the whole
+//! file or none. They are not
 //! fsynced (a gigabyte's fsync was the 1 % epoch's critical path): a CRC-32
 //! of the columns in the schema's metadata catches a file that a crash left
 //! with lost pages, and such a file is a miss. Only the newest epoch is kept
@@ -19,15 +22,11 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, UInt32Array};
-use arrow::datatypes::{DataType, Field, Float64Type, Schema, UInt32Type};
-use arrow::ipc::writer::FileWriter;
 use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
-use crate::math::{Column, Edges, Segments};
+use crate::math::{Column, Edges, Entries, Segments};
 
 /// Where one store's cached epochs live.
 #[derive(Debug, Clone)]
@@ -146,14 +145,22 @@ impl EpochCache {
         let r = &c.rows;
         write(
             &self.file(epoch, tag, "rows"),
-            &[("src", &r.src), ("dst", &r.dst)],
-            &[("weight", &r.weight)],
+            r.len(),
+            &[vec![&r.src], vec![&r.dst]],
+            &[vec![&r.weight]],
         )?;
-        let s = &c.segments;
+        let p = &c.segments.parts;
         write(
             &self.file(epoch, tag, "segments"),
-            &[("holder", &s.holder), ("peer", &s.peer)],
-            &[("bond", &s.bond), ("weight", &s.weight)],
+            c.segments.len(),
+            &[
+                p.iter().map(|p| &p.holder).collect(),
+                p.iter().map(|p| &p.peer).collect(),
+            ],
+            &[
+                p.iter().map(|p| &p.bond).collect(),
+                p.iter().map(|p| &p.weight).collect(),
+            ],
         )
     }
 
@@ -194,18 +201,20 @@ impl EpochCache {
             let (mut u, mut f) = read(&segments, 2)?;
             let (holder, peer) = (u.remove(0), u.remove(0));
             let (bond, weight) = (f.remove(0), f.remove(0));
-            let segments = Segments {
+            let bad = |v: &[u32]| v.iter().any(|i| *i as usize >= n);
+            if bad(&rows.src) || bad(&rows.dst) || bad(&holder) || bad(&peer) {
+                return Err(std::io::Error::other("an index past the registry"));
+            }
+            let entries = Entries {
                 holder,
                 peer,
                 bond,
                 weight,
-                ..Default::default()
             };
-            let bad = |v: &[u32]| v.iter().any(|i| *i as usize >= n);
-            if bad(&rows.src) || bad(&rows.dst) || bad(&segments.holder) || bad(&segments.peer) {
-                return Err(std::io::Error::other("an index past the registry"));
-            }
-            Ok(Carried { rows, segments })
+            Ok(Carried {
+                rows,
+                segments: Segments::of(entries, vec![], vec![]),
+            })
         }) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -216,72 +225,69 @@ impl EpochCache {
     }
 }
 
-/// One record batch of whole columns: written from the shared buffers and
-/// read back into one buffer per column, with no copy either way. `path` is
-/// a provisional name ([`EpochCache::start`]), renamed into place whole.
+/// The format's first bytes; the last is its version.
+const MAGIC: &[u8; 8] = b"FBEPOCH\x02";
+
+/// The header's size, and the alignment of every column in the file.
+const ALIGN: usize = 64;
+
+fn padded(bytes: usize) -> Option<usize> {
+    bytes.checked_next_multiple_of(ALIGN)
+}
+
+/// Writes `len` entries: UInt32 columns, then Float64 columns, each given as
+/// pieces laid end to end (a segment's entries kept from the previous epoch
+/// and those new this epoch), each written straight from its buffers.
+///
+/// The layout: a header of [`ALIGN`] bytes (magic, entries, column counts,
+/// CRC-32 of the values in order), then each column's values in the
+/// machine's byte order (the cache never leaves it), each column starting at
+/// a multiple of [`ALIGN`] bytes so that a reader maps it as it is.
 fn write(
     path: &Path,
-    u32s: &[(&str, &Column<u32>)],
-    f64s: &[(&str, &Column<f64>)],
+    len: usize,
+    u32s: &[Vec<&Column<u32>>],
+    f64s: &[Vec<&Column<f64>>],
 ) -> std::io::Result<()> {
-    let mut fields = vec![];
-    let mut cols: Vec<ArrayRef> = vec![];
-    for (name, v) in u32s {
-        fields.push(Field::new(*name, DataType::UInt32, false));
-        cols.push(Arc::new(UInt32Array::new((*v).clone(), None)));
+    use std::io::Write;
+    fn bytes<T: arrow::datatypes::ArrowNativeType>(c: &Column<T>) -> &[u8] {
+        c.inner().as_slice()
     }
-    for (name, v) in f64s {
-        fields.push(Field::new(*name, DataType::Float64, false));
-        cols.push(Arc::new(Float64Array::new((*v).clone(), None)));
+    let mut crc = crc32fast::Hasher::new();
+    for col in u32s {
+        col.iter().for_each(|p| crc.update(bytes(p)));
     }
-    let crc = checksum(&cols);
-    let schema = Arc::new(
-        Schema::new(fields).with_metadata(
-            [(CRC_KEY.to_string(), crc.to_string())]
-                .into_iter()
-                .collect(),
-        ),
-    );
-    let file = std::io::BufWriter::with_capacity(1 << 22, File::create(path)?);
-    let mut w = FileWriter::try_new(file, &schema).map_err(std::io::Error::other)?;
-    let b = RecordBatch::try_new(schema.clone(), cols).map_err(std::io::Error::other)?;
-    w.write(&b).map_err(std::io::Error::other)?;
-    w.finish().map_err(std::io::Error::other)?;
-    let file = w.into_inner().map_err(std::io::Error::other)?;
-    file.into_inner().map_err(|e| e.into_error())?;
+    for col in f64s {
+        col.iter().for_each(|p| crc.update(bytes(p)));
+    }
+    let mut head = [0u8; ALIGN];
+    head[..8].copy_from_slice(MAGIC);
+    head[8..16].copy_from_slice(&(len as u64).to_le_bytes());
+    head[16..20].copy_from_slice(&(u32s.len() as u32).to_le_bytes());
+    head[20..24].copy_from_slice(&(f64s.len() as u32).to_le_bytes());
+    head[24..28].copy_from_slice(&crc.finalize().to_le_bytes());
+    let mut f = std::io::BufWriter::with_capacity(1 << 22, File::create(path)?);
+    f.write_all(&head)?;
+    let zeros = [0u8; ALIGN];
+    let mut column = |pieces: Vec<&[u8]>| -> std::io::Result<()> {
+        let mut n = 0;
+        for p in pieces {
+            f.write_all(p)?;
+            n += p.len();
+        }
+        f.write_all(&zeros[..n.next_multiple_of(ALIGN) - n])
+    };
+    for col in u32s {
+        column(col.iter().map(|p| bytes(p)).collect())?;
+    }
+    for col in f64s {
+        column(col.iter().map(|p| bytes(p)).collect())?;
+    }
+    f.into_inner().map_err(|e| e.into_error())?;
     Ok(())
 }
 
-/// Where a file keeps the CRC-32 of its columns.
-const CRC_KEY: &str = "faceblock.crc32";
-
-/// CRC-32 of the columns' values, in order (an unexpected type counts as
-/// no bytes, and fails the read's type check anyway).
-fn checksum(cols: &[ArrayRef]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    for c in cols {
-        if let Some(a) = c.as_primitive_opt::<UInt32Type>() {
-            h.update(a.values().inner().as_slice());
-        } else if let Some(a) = c.as_primitive_opt::<Float64Type>() {
-            h.update(a.values().inner().as_slice());
-        }
-    }
-    h.finalize()
-}
-
 type Columns = (Vec<Column<u32>>, Vec<Column<f64>>);
-
-/// Column `i`'s values, sharing the buffer read from the file.
-fn column<T: arrow::datatypes::ArrowPrimitiveType>(
-    b: &RecordBatch,
-    i: usize,
-) -> std::io::Result<Column<T::Native>> {
-    let a = b.column(i).as_primitive_opt::<T>();
-    let a = a.filter(|a| a.null_count() == 0);
-    Ok(a.ok_or_else(|| std::io::Error::other("bad column"))?
-        .values()
-        .clone())
-}
 
 /// Two UInt32 columns, then `floats` Float64 columns.
 ///
@@ -291,64 +297,53 @@ fn column<T: arrow::datatypes::ArrowPrimitiveType>(
 /// ever renamed into place, never rewritten, so a mapped file does not change
 /// under the reader; the checksum still reads every page once.
 fn read(path: &Path, floats: usize) -> std::io::Result<Columns> {
+    let bad = |what: &str| std::io::Error::other(format!("epoch cache file: {what}"));
     let file = File::open(path)?;
     // SAFETY: the cache's files are written to a private temporary name and
     // renamed into place, never truncated or written after that; removing a
     // file leaves an existing mapping intact.
     let map = unsafe { memmap2::Mmap::map(&file)? };
     let buf = arrow::buffer::Buffer::from(bytes::Bytes::from_owner(map));
-    let batch = decode_one(&buf).map_err(std::io::Error::other)?;
-    if batch.num_columns() != 2 + floats {
-        return Err(std::io::Error::other("unexpected columns"));
+    if buf.len() < ALIGN || &buf[..8] != MAGIC {
+        return Err(bad("not a file of this format"));
     }
-    let want = batch.schema_ref().metadata().get(CRC_KEY).cloned();
-    if want != Some(checksum(batch.columns()).to_string()) {
-        return Err(std::io::Error::other("checksum mismatch"));
+    let word = |at: usize| u32::from_le_bytes(buf[at..at + 4].try_into().expect("4 bytes"));
+    let len = u64::from_le_bytes(buf[8..16].try_into().expect("8 bytes"));
+    if (word(16), word(20)) != (2, floats as u32) {
+        return Err(bad("unexpected columns"));
     }
-    let u = (0..2)
-        .map(|i| column::<UInt32Type>(&batch, i))
-        .collect::<std::io::Result<_>>()?;
-    let f = (0..floats)
-        .map(|i| column::<Float64Type>(&batch, 2 + i))
-        .collect::<std::io::Result<_>>()?;
-    Ok((u, f))
-}
-
-/// The one record batch of an IPC file held in `buf`, sharing its memory.
-fn decode_one(buf: &arrow::buffer::Buffer) -> Result<RecordBatch, arrow::error::ArrowError> {
-    use arrow::error::ArrowError;
-    use arrow::ipc::convert::fb_to_schema;
-    use arrow::ipc::reader::{read_footer_length, FileDecoder};
-    let bad = |what: &str| ArrowError::IpcError(format!("epoch cache file: {what}"));
-    let len = buf.len();
-    if len < 10 {
-        return Err(bad("too short"));
+    let len = usize::try_from(len).map_err(|_| bad("too many entries"))?;
+    let size = |width: usize| len.checked_mul(width).and_then(padded);
+    let (u, f) = (size(4), size(8));
+    let whole = u
+        .zip(f)
+        .and_then(|(u, f)| f.checked_mul(floats)?.checked_add(u.checked_mul(2)?))
+        .and_then(|b| b.checked_add(ALIGN));
+    let (Some(u), Some(f)) = (u, f) else {
+        return Err(bad("too many entries"));
+    };
+    if whole != Some(buf.len()) {
+        return Err(bad("cut or padded"));
     }
-    let tail: [u8; 10] = buf[len - 10..].try_into().expect("10 bytes");
-    let footer_len = read_footer_length(tail)?;
-    let start = (len - 10)
-        .checked_sub(footer_len)
-        .ok_or_else(|| bad("cut"))?;
-    let footer = arrow::ipc::root_as_footer(&buf[start..len - 10])
-        .map_err(|e| bad(&format!("footer: {e}")))?;
-    let schema = fb_to_schema(footer.schema().ok_or_else(|| bad("no schema"))?);
-    let decoder = FileDecoder::new(Arc::new(schema), footer.version()).with_require_alignment(true);
-    let blocks = footer.recordBatches().ok_or_else(|| bad("no batches"))?;
-    if blocks.len() != 1 || footer.dictionaries().is_some_and(|d| !d.is_empty()) {
-        return Err(bad("expected one batch and no dictionaries"));
+    let mut crc = crc32fast::Hasher::new();
+    let mut at = ALIGN;
+    let mut next = |width: usize, step: usize| {
+        let b = buf.slice_with_length(at, len * width);
+        crc.update(b.as_slice());
+        at += step;
+        b
+    };
+    // Every column starts at a multiple of 64 bytes of a page-aligned map.
+    let us = (0..2)
+        .map(|_| Column::<u32>::new(next(4, u), 0, len))
+        .collect();
+    let fs = (0..floats)
+        .map(|_| Column::<f64>::new(next(8, f), 0, len))
+        .collect();
+    if crc.finalize() != word(24) {
+        return Err(bad("checksum mismatch"));
     }
-    let block = blocks.get(0);
-    let block_len = (block.bodyLength() as usize)
-        .checked_add(block.metaDataLength() as usize)
-        .ok_or_else(|| bad("block length"))?;
-    let offset = block.offset() as usize;
-    if block.offset() < 0 || offset.checked_add(block_len).is_none_or(|end| end > start) {
-        return Err(bad("block past the footer"));
-    }
-    let data = buf.slice_with_length(offset, block_len);
-    decoder
-        .read_record_batch(block, &data)?
-        .ok_or_else(|| bad("empty block"))
+    Ok((us, fs))
 }
 
 #[cfg(test)]
@@ -358,13 +353,16 @@ mod tests {
     fn carried() -> Carried {
         Carried {
             rows: Edges::new(vec![0, 0, 2], vec![1, 2, 0], vec![0.25, 0.75, 1.0]),
-            segments: Segments {
-                holder: vec![0, 1].into(),
-                peer: vec![2, 0].into(),
-                bond: vec![3.5, 0.0].into(),
-                weight: vec![1.0, -0.0].into(),
-                ..Default::default()
-            },
+            segments: Segments::of(
+                Entries {
+                    holder: vec![0, 1].into(),
+                    peer: vec![2, 0].into(),
+                    bond: vec![3.5, 0.0].into(),
+                    weight: vec![1.0, -0.0].into(),
+                },
+                vec![],
+                vec![],
+            ),
         }
     }
 
@@ -377,8 +375,9 @@ mod tests {
         c.start(4, carried()).finish("abc");
         let got = c.load(4, "abc", 3).expect("hit");
         assert_eq!(got.rows, carried().rows);
-        assert_eq!(got.segments.holder, vec![0, 1]);
-        assert_eq!(got.segments.weight[1].to_bits(), (-0.0f64).to_bits());
+        let seg = got.segments.entries();
+        assert_eq!(seg.holder, vec![0, 1]);
+        assert_eq!(seg.weight[1].to_bits(), (-0.0f64).to_bits());
         assert!(c.load(4, "abd", 3).is_none());
         assert!(c.load(3, "abc", 3).is_none());
         assert!(c.load(4, "abc", 2).is_none(), "uid index 2 past 2 peers");

@@ -153,10 +153,7 @@ pub async fn load(
             "previous epoch's rows and bond segments from the cache"
         );
         p.rows = c.rows;
-        p.segments.holder = c.segments.holder;
-        p.segments.peer = c.segments.peer;
-        p.segments.bond = c.segments.bond;
-        p.segments.weight = c.segments.weight;
+        p.segments.parts = c.segments.parts;
         p.registry = registry;
         return Ok(p);
     }
@@ -185,10 +182,12 @@ pub async fn load(
     )
     .await?
     .sorted(n);
-    p.segments.holder = b.owner.into();
-    p.segments.peer = b.peer.into();
-    p.segments.bond = b.a.into();
-    p.segments.weight = b.b.into();
+    p.segments.parts = vec![crate::math::Entries {
+        holder: b.owner.into(),
+        peer: b.peer.into(),
+        bond: b.a.into(),
+        weight: b.b.into(),
+    }];
     p.registry = registry;
     Ok(p)
 }

@@ -47,10 +47,10 @@ pub fn closed_form(bond: f64, weight: f64, stake: u64) -> f64 {
     bond + weight * stake as f64
 }
 
-/// Bonds of every holder as segments, in index space: the entries sorted by
-/// `(holder, peer)`, and per holder the segment's start and stake sum.
+/// One piece of the bond entries: columns of equal length, sorted by
+/// `(holder, peer)`.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Segments {
+pub struct Entries {
     /// Holder i.
     pub holder: Column<u32>,
     /// Peer j.
@@ -59,6 +59,42 @@ pub struct Segments {
     pub bond: Column<f64>,
     /// w_ij of the row in force through the segment (0 if none).
     pub weight: Column<f64>,
+}
+
+impl Entries {
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.holder.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.holder.is_empty()
+    }
+
+    /// Entries `lo..hi`, sharing the buffers.
+    pub fn slice(&self, lo: usize, hi: usize) -> Entries {
+        Entries {
+            holder: self.holder.slice(lo, hi - lo),
+            peer: self.peer.slice(lo, hi - lo),
+            bond: self.bond.slice(lo, hi - lo),
+            weight: self.weight.slice(lo, hi - lo),
+        }
+    }
+}
+
+/// Bonds of every holder as segments, in index space: the entries sorted by
+/// `(holder, peer)`, and per holder the segment's start and stake sum.
+///
+/// The entries are pieces laid end to end, and no holder's entries are split
+/// between two. An epoch in which few rows changed keeps most holders'
+/// segments as they were: their pieces share the previous epoch's buffers
+/// (often the epoch cache's mapped pages) instead of copying 25.6 M entries
+/// into fresh memory, which cost most of a second a 1 % epoch.
+#[derive(Debug, Clone, Default)]
+pub struct Segments {
+    /// The entries, in pieces.
+    pub parts: Vec<Entries>,
     /// Per holder: the epoch its segment started.
     pub start: Vec<u64>,
     /// Per holder: Σ S_i over the segment's epochs after its first (0 in
@@ -66,44 +102,118 @@ pub struct Segments {
     pub stake: Vec<u64>,
 }
 
+/// Equal when the entries laid end to end are, however they are cut.
+impl PartialEq for Segments {
+    fn eq(&self, other: &Self) -> bool {
+        self.start == other.start
+            && self.stake == other.stake
+            && self.len() == other.len()
+            && *self.entries() == *other.entries()
+    }
+}
+
+/// Where one holder's entries are: piece `part`, entries `lo..hi` of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Loc {
+    part: usize,
+    lo: usize,
+    hi: usize,
+}
+
 impl Segments {
+    /// Segments of one piece of entries.
+    pub fn of(entries: Entries, start: Vec<u64>, stake: Vec<u64>) -> Segments {
+        Segments {
+            parts: vec![entries],
+            start,
+            stake,
+        }
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.holder.len()
+        self.parts.iter().map(Entries::len).sum()
     }
 
     /// True when no holder has an entry.
     pub fn is_empty(&self) -> bool {
-        self.holder.is_empty()
+        self.len() == 0
+    }
+
+    /// The entries as one piece: shared when they are one already, copied
+    /// otherwise (tests, the loops, readers that want plain columns).
+    pub fn entries(&self) -> std::borrow::Cow<'_, Entries> {
+        use std::borrow::Cow;
+        match self.parts.as_slice() {
+            [] => Cow::Owned(Entries::default()),
+            [one] => Cow::Borrowed(one),
+            parts => {
+                let cat = |f: &dyn Fn(&Entries) -> &[u32]| -> Column<u32> {
+                    parts.iter().flat_map(|p| f(p).iter().copied()).collect()
+                };
+                let catf = |f: &dyn Fn(&Entries) -> &[f64]| -> Column<f64> {
+                    parts.iter().flat_map(|p| f(p).iter().copied()).collect()
+                };
+                Cow::Owned(Entries {
+                    holder: cat(&|p| &p.holder),
+                    peer: cat(&|p| &p.peer),
+                    bond: catf(&|p| &p.bond),
+                    weight: catf(&|p| &p.weight),
+                })
+            }
+        }
     }
 
     /// Segments that hold `bonds` as they are and no row, as if each holder's
     /// segment had just begun (for tests and for starting from bonds computed
     /// elsewhere).
     pub fn from_bonds(bonds: &Bonds, n: usize) -> Segments {
-        Segments {
-            holder: bonds.holder.clone().into(),
-            peer: bonds.peer.clone().into(),
-            bond: bonds.bond.clone().into(),
-            weight: vec![0.0; bonds.len()].into(),
-            start: vec![0; n],
-            stake: vec![0; n],
-        }
+        Segments::of(
+            Entries {
+                holder: bonds.holder.clone().into(),
+                peer: bonds.peer.clone().into(),
+                bond: bonds.bond.clone().into(),
+                weight: vec![0.0; bonds.len()].into(),
+            },
+            vec![0; n],
+            vec![0; n],
+        )
     }
 
     /// B' in closed form; zero bonds are dropped.
     pub fn bonds(&self) -> Bonds {
         let mut out = Bonds::default();
-        for e in 0..self.len() {
-            let h = self.holder[e];
-            let v = closed_form(self.bond[e], self.weight[e], self.stake[h as usize]);
-            if v > 0.0 {
-                out.holder.push(h);
-                out.peer.push(self.peer[e]);
-                out.bond.push(v);
+        for p in &self.parts {
+            for e in 0..p.len() {
+                let h = p.holder[e];
+                let v = closed_form(p.bond[e], p.weight[e], self.stake[h as usize]);
+                if v > 0.0 {
+                    out.holder.push(h);
+                    out.peer.push(p.peer[e]);
+                    out.bond.push(v);
+                }
             }
         }
         out
+    }
+
+    /// Each holder's piece and entries (holders past the last with an entry
+    /// get none), from one pass over the holder columns.
+    fn locate(&self, n: usize) -> Vec<Loc> {
+        let mut at = vec![Loc::default(); n.max(self.start.len())];
+        for (part, p) in self.parts.iter().enumerate() {
+            let h = &p.holder;
+            let mut lo = 0;
+            while lo < h.len() {
+                let i = h[lo];
+                let hi = lo + h[lo..].partition_point(|x| *x == i);
+                if let Some(l) = at.get_mut(i as usize) {
+                    *l = Loc { part, lo, hi };
+                }
+                lo = hi;
+            }
+        }
+        at
     }
 
     /// This epoch's segments from the previous epoch's: a holder goes on
@@ -119,11 +229,11 @@ impl Segments {
 
     /// [`Segments::advance`] in `parts` ranges of holders: they are
     /// independent, so the ranges run side by side. A first pass decides
-    /// each holder's fate and counts its entries, a second writes every range
-    /// straight into its place in the new columns: each entry is written
-    /// once, into memory touched once (fresh pages cost about 1 s per GB on
-    /// the project's machine, and a range's own vectors laid end to end
-    /// afterwards cost that twice).
+    /// each holder's fate and counts the entries of the segments that start;
+    /// a second writes those into one new piece (each entry written once,
+    /// into memory touched once: fresh pages cost about 1 s per GB on the
+    /// project's machine). Holders whose segments go on keep their entries
+    /// where they are, as slices of the previous pieces.
     pub(crate) fn advance_in(
         &self,
         epoch: u64,
@@ -134,9 +244,20 @@ impl Segments {
     ) -> Segments {
         use rayon::prelude::*;
         let n = stake.len();
+        let locs = self.locate(n);
         let plans: Vec<Plan> = (0..parts)
             .into_par_iter()
-            .map(|p| self.plan_range(epoch, stake, edges, due, n * p / parts, n * (p + 1) / parts))
+            .map(|p| {
+                self.plan_range(
+                    epoch,
+                    stake,
+                    edges,
+                    due,
+                    &locs,
+                    n * p / parts,
+                    n * (p + 1) / parts,
+                )
+            })
             .collect();
         let counts: Vec<usize> = plans.iter().map(|p| p.count).collect();
         let total: usize = counts.iter().sum();
@@ -159,31 +280,69 @@ impl Segments {
                 self.write_range(plan, stake, edges, &mut out);
                 debug_assert_eq!(out.at, plan.count);
             });
-        Segments {
+        let fresh = Entries {
             holder: holder.into(),
             peer: peer.into(),
             bond: bond.into(),
             weight: weight.into(),
+        };
+        // The pieces in holder order: runs of holders that go on, as slices
+        // of the previous pieces, between runs of new segments, as slices of
+        // `fresh`.
+        let mut pieces: Vec<Entries> = vec![];
+        let mut run: Option<Run> = None;
+        let mut fresh_at = 0;
+        for plan in &plans {
+            for fate in &plan.fate {
+                let next = match *fate {
+                    Fate::GoesOn(l) if l.hi == l.lo => continue,
+                    Fate::GoesOn(l) => Run::Old(l),
+                    Fate::Starts { written, .. } if written == 0 => continue,
+                    Fate::Starts { written, .. } => {
+                        fresh_at += written;
+                        Run::Fresh(fresh_at - written, fresh_at)
+                    }
+                };
+                run = match (run, next) {
+                    (Some(Run::Old(a)), Run::Old(b)) if a.part == b.part && a.hi == b.lo => {
+                        Some(Run::Old(Loc { hi: b.hi, ..a }))
+                    }
+                    (Some(Run::Fresh(a, _)), Run::Fresh(_, b)) => Some(Run::Fresh(a, b)),
+                    (done, next) => {
+                        if let Some(done) = done {
+                            pieces.push(done.piece(&self.parts, &fresh));
+                        }
+                        Some(next)
+                    }
+                };
+            }
+        }
+        if let Some(done) = run {
+            pieces.push(done.piece(&self.parts, &fresh));
+        }
+        debug_assert_eq!(fresh_at, total);
+        Segments {
+            parts: pieces,
             start: plans.iter().flat_map(|d| d.start.iter().copied()).collect(),
             stake: plans.iter().flat_map(|d| d.stake.iter().copied()).collect(),
         }
     }
 
     /// The first pass over holders `lo..hi`: who goes on, who starts a new
-    /// segment, and how many entries the range writes.
+    /// segment, and how many entries the new segments hold.
+    #[allow(clippy::too_many_arguments)]
     fn plan_range(
         &self,
         epoch: u64,
         stake: &[u64],
         edges: &Edges,
         due: &[bool],
+        locs: &[Loc],
         lo: usize,
         hi: usize,
     ) -> Plan {
         let lo_h = lo as u32;
-        let mut a = self.holder.partition_point(|h| *h < lo_h);
         let mut b = edges.src.partition_point(|s| *s < lo_h);
-        let a_end = self.holder.partition_point(|h| (*h as usize) < hi);
         let b_end = edges.src.partition_point(|s| (*s as usize) < hi);
         let mut plan = Plan {
             lo,
@@ -194,10 +353,7 @@ impl Segments {
         };
         for (i, &s) in stake.iter().enumerate().take(hi).skip(lo) {
             let h = i as u32;
-            let a0 = a;
-            while a < a_end && self.holder[a] == h {
-                a += 1;
-            }
+            let seg = locs[i];
             let b0 = b;
             while b < b_end && edges.src[b] == h {
                 b += 1;
@@ -209,21 +365,26 @@ impl Segments {
                 .filter(|s| *s <= i64::MAX as u64);
             let goes_on = sum.is_some()
                 && !due.get(i).copied().unwrap_or(false)
-                && self.holds_row(a0..a, edges, b0..b);
+                && self.holds_row(seg, edges, b0..b);
             if let (true, Some(sum)) = (goes_on, sum) {
-                plan.count += a - a0;
-                plan.fate.push(Fate::GoesOn(a0, a));
+                plan.fate.push(Fate::GoesOn(seg));
                 plan.start.push(self.start[i]);
                 plan.stake.push(sum);
                 continue;
             }
             let held = if known { self.stake[i] } else { 0 };
-            let fate = Fate::Starts {
+            let mut fate = Fate::Starts {
                 held,
-                seg: (a0, a),
+                seg,
                 row: (b0, b),
+                written: 0,
             };
-            self.start_segment(&fate, s, edges, |_, _, _| plan.count += 1);
+            let mut written = 0;
+            self.start_segment(&fate, s, edges, |_, _, _| written += 1);
+            if let Fate::Starts { written: w, .. } = &mut fate {
+                *w = written;
+            }
+            plan.count += written;
             plan.fate.push(fate);
             plan.start.push(epoch);
             plan.stake.push(0);
@@ -231,28 +392,18 @@ impl Segments {
         plan
     }
 
-    /// The second pass: a range's entries, as its plan says.
+    /// The second pass: the entries of a range's new segments.
     fn write_range(&self, plan: &Plan, stake: &[u64], edges: &Edges, out: &mut Out<'_>) {
         for (k, fate) in plan.fate.iter().enumerate() {
             let h = (plan.lo + k) as u32;
-            match *fate {
-                Fate::GoesOn(a0, a) => {
-                    let (at, to) = (out.at, out.at + (a - a0));
-                    out.holder[at..to].copy_from_slice(&self.holder[a0..a]);
-                    out.peer[at..to].copy_from_slice(&self.peer[a0..a]);
-                    out.bond[at..to].copy_from_slice(&self.bond[a0..a]);
-                    out.weight[at..to].copy_from_slice(&self.weight[a0..a]);
-                    out.at = to;
-                }
-                Fate::Starts { .. } => {
-                    self.start_segment(fate, stake[h as usize], edges, |peer, bond, weight| {
-                        out.holder[out.at] = h;
-                        out.peer[out.at] = peer;
-                        out.bond[out.at] = bond;
-                        out.weight[out.at] = weight;
-                        out.at += 1;
-                    })
-                }
+            if let Fate::Starts { .. } = fate {
+                self.start_segment(fate, stake[h as usize], edges, |peer, bond, weight| {
+                    out.holder[out.at] = h;
+                    out.peer[out.at] = peer;
+                    out.bond[out.at] = bond;
+                    out.weight[out.at] = weight;
+                    out.at += 1;
+                })
             }
         }
     }
@@ -270,17 +421,24 @@ impl Segments {
     ) {
         let Fate::Starts {
             held,
-            seg: (a0, a),
+            seg,
             row: (b0, b),
+            ..
         } = *fate
         else {
             return;
         };
+        let (a0, a) = (seg.lo, seg.hi);
+        let old = self.parts.get(seg.part);
+        let (peers, bonds, weights): (&[u32], &[f64], &[f64]) = match old {
+            Some(p) if a > a0 => (&p.peer, &p.bond, &p.weight),
+            _ => (&[], &[], &[]),
+        };
         let (mut x, mut y) = (a0, b0);
         while x < a || y < b {
-            let px = (x < a).then(|| self.peer[x]);
+            let px = (x < a).then(|| peers[x]);
             let py = (y < b).then(|| edges.dst[y]);
-            let before = |x: usize| closed_form(self.bond[x], self.weight[x], held);
+            let before = |x: usize| closed_form(bonds[x], weights[x], held);
             let (peer, prev, weight) = match (px, py) {
                 (Some(p), Some(q)) if p == q => {
                     x += 1;
@@ -304,15 +462,16 @@ impl Segments {
         }
     }
 
-    fn holds_row(
-        &self,
-        seg: std::ops::Range<usize>,
-        edges: &Edges,
-        row: std::ops::Range<usize>,
-    ) -> bool {
-        let mine = seg
-            .filter(|e| self.weight[*e] != 0.0)
-            .map(|e| (self.peer[e], self.weight[e].to_bits()));
+    fn holds_row(&self, seg: Loc, edges: &Edges, row: std::ops::Range<usize>) -> bool {
+        let (peer, weight): (&[u32], &[f64]) = match self.parts.get(seg.part) {
+            Some(p) if seg.hi > seg.lo => (&p.peer[seg.lo..seg.hi], &p.weight[seg.lo..seg.hi]),
+            _ => (&[], &[]),
+        };
+        let mine = peer
+            .iter()
+            .zip(weight)
+            .filter(|(_, w)| **w != 0.0)
+            .map(|(p, w)| (*p, w.to_bits()));
         let theirs = row
             .filter(|e| edges.weight[*e] != 0.0)
             .map(|e| (edges.dst[e], edges.weight[e].to_bits()));
@@ -320,21 +479,41 @@ impl Segments {
     }
 }
 
+/// A run of holders' entries in the new pieces.
+#[derive(Clone, Copy)]
+enum Run {
+    /// Kept where they were.
+    Old(Loc),
+    /// Entries `a..b` of the new segments' piece.
+    Fresh(usize, usize),
+}
+
+impl Run {
+    fn piece(self, old: &[Entries], fresh: &Entries) -> Entries {
+        match self {
+            Run::Old(l) => old[l.part].slice(l.lo, l.hi),
+            Run::Fresh(a, b) => fresh.slice(a, b),
+        }
+    }
+}
+
 /// What happens to one holder's segment this epoch.
 enum Fate {
-    /// It goes on: entries `a0..a` of the previous segments, as they are.
-    GoesOn(usize, usize),
-    /// A new one starts from entries `seg` of the previous segments (their
-    /// stake sum `held`) and entries `row` of the rows in force.
+    /// It goes on: its entries, where they are, as they are.
+    GoesOn(Loc),
+    /// A new one starts from the previous segment's entries `seg` (their
+    /// stake sum `held`) and entries `row` of the rows in force; it has
+    /// `written` entries.
     Starts {
         held: u64,
-        seg: (usize, usize),
+        seg: Loc,
         row: (usize, usize),
+        written: usize,
     },
 }
 
 /// One range of holders, planned: each holder's fate, start and stake sum,
-/// and how many entries the range writes.
+/// and how many entries its new segments hold.
 struct Plan {
     lo: usize,
     fate: Vec<Fate>,
@@ -343,7 +522,7 @@ struct Plan {
     count: usize,
 }
 
-/// A range's place in the new columns, and how far it has written.
+/// A range's place in the new piece, and how far it has written.
 struct Out<'a> {
     holder: &'a mut [u32],
     peer: &'a mut [u32],

@@ -196,7 +196,12 @@ impl<F: Fold> Accumulator for Slots<F> {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
         let peer = values[0].as_primitive::<UInt32Type>();
         let (vals, nulls) = F::values(values[1].as_ref());
-        if let Some(top) = peer.iter().flatten().max() {
+        let top = if peer.null_count() == 0 {
+            peer.values().iter().max().copied()
+        } else {
+            peer.iter().flatten().max()
+        };
+        if let Some(top) = top {
             self.grow(top as usize + 1);
         }
         let slots = &mut self.slots;

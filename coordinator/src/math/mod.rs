@@ -24,7 +24,7 @@ pub mod rank;
 pub mod trust;
 pub mod udf;
 
-pub use bonds::Segments;
+pub use bonds::{Entries, Segments};
 use faceblock_schemas::{Consensus, Params};
 
 /// A column of the epoch's edges or bond entries: an Arrow buffer, so that

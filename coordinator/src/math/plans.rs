@@ -96,6 +96,37 @@ pub fn session(partitions: usize) -> SessionContext {
     ctx
 }
 
+/// A MemTable of pieces laid end to end (each a set of columns), in
+/// `partitions` partitions of about as many rows each, batches of at most
+/// 64 k rows, nothing copied.
+fn table_of(
+    schema: Arc<Schema>,
+    pieces: Vec<Vec<ArrayRef>>,
+    partitions: usize,
+) -> Result<MemTable> {
+    let mut batches = vec![];
+    for columns in pieces {
+        let all = RecordBatch::try_new(schema.clone(), columns)?;
+        let n = all.num_rows();
+        batches.extend(
+            (0..n)
+                .step_by(65_536)
+                .map(|o| all.slice(o, 65_536usize.min(n - o))),
+        );
+    }
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let p = partitions.max(1);
+    let mut parts: Vec<Vec<RecordBatch>> = vec![vec![]; p];
+    let mut seen = 0;
+    for b in batches {
+        // The partition this batch's first row falls in.
+        let at = (seen * p).checked_div(total).unwrap_or(0).min(p - 1);
+        seen += b.num_rows();
+        parts[at].push(b);
+    }
+    Ok(MemTable::try_new(schema, parts)?)
+}
+
 /// Cuts columns into `partitions` MemTable partitions of contiguous rows.
 fn table(schema: Arc<Schema>, columns: Vec<ArrayRef>, partitions: usize) -> Result<MemTable> {
     let all = RecordBatch::try_new(schema.clone(), columns)?;
@@ -251,20 +282,19 @@ pub async fn register_inputs(
         Field::new("bond", DataType::Float64, false),
         Field::new("weight", DataType::Float64, false),
     ]));
-    register(
-        ctx,
-        "segments",
-        table(
-            segments,
+    let pieces = seg
+        .parts
+        .iter()
+        .map(|p| {
             vec![
-                u32s(&seg.holder),
-                u32s(&seg.peer),
-                f64c(&seg.bond),
-                f64c(&seg.weight),
-            ],
-            partitions,
-        )?,
-    )?;
+                u32s(&p.holder),
+                u32s(&p.peer),
+                f64c(&p.bond),
+                f64c(&p.weight),
+            ]
+        })
+        .collect();
+    register(ctx, "segments", table_of(segments, pieces, partitions)?)?;
     ctx.deregister_table("new_bonds")?;
     let view = ctx.sql(plan("bonds")).await?.into_view();
     ctx.register_table("new_bonds", view)?;

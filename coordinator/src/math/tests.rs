@@ -380,7 +380,11 @@ fn segments_start_on_change_expiry_and_checkpoint() {
     let s0 = Segments::default().advance(0, &stake, &e1, &[]);
     assert_eq!(s0.start, vec![0, 0, 0]);
     assert_eq!(s0.stake, vec![0, 0, 0]);
-    assert_eq!(s0.bond, vec![100.0, 5.0, 5.0], "the bonds after epoch 0");
+    assert_eq!(
+        s0.entries().bond,
+        vec![100.0, 5.0, 5.0],
+        "the bonds after epoch 0"
+    );
     assert_eq!(s0.bonds().bond, vec![100.0, 5.0, 5.0]);
     // Same rows: every segment goes on, stake sums grow.
     let s1 = s0.advance(1, &stake, &e1, &[]);
@@ -392,9 +396,10 @@ fn segments_start_on_change_expiry_and_checkpoint() {
     let s2 = s1.advance(2, &stake, &e2, &[false, true, false]);
     assert_eq!(s2.start, vec![2, 2, 0]);
     assert_eq!(s2.stake, vec![0, 0, 14]);
-    assert_eq!(s2.holder, vec![0, 0, 1, 1]);
-    assert_eq!(s2.bond, vec![200.0, 100.0, 15.0, 15.0]);
-    assert_eq!(s2.weight, vec![0.0, 1.0, 0.5, 0.5]);
+    let e2 = s2.entries();
+    assert_eq!(e2.holder, vec![0, 0, 1, 1]);
+    assert_eq!(e2.bond, vec![200.0, 100.0, 15.0, 15.0]);
+    assert_eq!(e2.weight, vec![0.0, 1.0, 0.5, 0.5]);
     assert_eq!(s2.bonds().bond, vec![200.0, 100.0, 15.0, 15.0]);
     // Peer 1's row expires: its bonds stay, nothing is added; a new peer 3.
     let e3 = edges(&[(0, 2, 1.0)]);
@@ -407,8 +412,9 @@ fn segments_start_on_change_expiry_and_checkpoint() {
     assert_eq!(s4.start[0], 2);
     let s5 = s4.advance(5, &big, &e3, &[]);
     assert_eq!((s5.start[0], s5.stake[0]), (5, 0));
-    let before = closed_form(s4.bond[1], s4.weight[1], s4.stake[0]);
-    assert_eq!(s5.bond[1], closed_form(before, 1.0, u64::MAX / 4));
+    let (e4, e5) = (s4.entries(), s5.entries());
+    let before = closed_form(e4.bond[1], e4.weight[1], s4.stake[0]);
+    assert_eq!(e5.bond[1], closed_form(before, 1.0, u64::MAX / 4));
     let s6 = s5.advance(6, &big, &e3, &[]);
     assert_eq!((s6.start[0], s6.stake[0]), (5, u64::MAX / 4));
 }
@@ -610,6 +616,7 @@ fn many_epochs(p: &Params) {
     };
     let mut segments = Segments::default();
     let mut k = 1;
+    let mut pieces = 0;
     for epoch in 0..8u64 {
         let e = rows.step(&mut rng, epoch, 6);
         let due: Vec<bool> = (0..n)
@@ -622,6 +629,19 @@ fn many_epochs(p: &Params) {
             let split = segments.advance_in(epoch, &stake, &bond_edges, &due, parts);
             assert_eq!(split, whole, "epoch {epoch}, {parts} ranges");
         }
+        // Pieces laid end to end advance as the same entries in one piece.
+        let one = Segments::of(
+            segments.entries().into_owned(),
+            segments.start.clone(),
+            segments.stake.clone(),
+        );
+        assert_eq!(
+            one.advance_in(epoch, &stake, &bond_edges, &due, 3),
+            whole,
+            "epoch {epoch}: {} pieces against one",
+            segments.parts.len()
+        );
+        pieces = pieces.max(whole.parts.len());
         segments = whole;
         let input = Input {
             params: &p,
@@ -638,6 +658,47 @@ fn many_epochs(p: &Params) {
         stake = want.stake_after;
         k = want.k_next;
     }
+    // Under median_clip the clipped rows move with stake: every segment
+    // restarts each epoch, in one new piece.
+    if p.consensus == faceblock_schemas::Consensus::Sigmoid {
+        assert!(pieces > 1, "some epoch kept segments as pieces");
+    }
+}
+
+/// A holder whose row is unchanged keeps its entries where they were: the
+/// new segments share the previous buffers, and only the changed holder's
+/// entries are new.
+#[test]
+fn segments_that_go_on_are_shared_not_copied() {
+    let stake = vec![10u64, 20, 30];
+    let row = |w: f64| {
+        Edges::new(
+            vec![0, 0, 1, 2],
+            vec![1, 2, 0, 0],
+            vec![w, 1.0 - w, 1.0, 1.0],
+        )
+    };
+    let none = [false; 3];
+    let s0 = Segments::default().advance(0, &stake, &row(0.5), &none);
+    assert_eq!(s0.parts.len(), 1, "every segment starts at genesis");
+    let s1 = s0.advance(1, &stake, &row(0.5), &none);
+    assert_eq!(s1.parts.len(), 1);
+    assert_eq!(
+        s1.parts[0].holder.as_ptr(),
+        s0.parts[0].holder.as_ptr(),
+        "nothing changed: the same buffers"
+    );
+    // Holder 0 sets a new row: holders 1 and 2 stay where they were.
+    let s2 = s1.advance(2, &stake, &row(0.25), &none);
+    assert_eq!(s2.start, vec![2, 0, 0]);
+    assert_eq!(s2.parts.len(), 2);
+    assert_eq!(
+        s2.parts[1].holder.as_ptr() as usize,
+        s0.parts[0].holder.as_ptr() as usize + 2 * std::mem::size_of::<u32>(),
+        "holders 1 and 2: a slice of the epoch-0 buffer"
+    );
+    assert_eq!(s2.entries().holder, vec![0, 0, 1, 2]);
+    assert_eq!(s2.entries().weight, vec![0.25, 0.75, 1.0, 1.0]);
 }
 
 fn run_with(p: &Params, stake: &[u64], e: &Edges, b: &Bonds, k: u32) -> Ran {
