@@ -21,7 +21,7 @@ use faceblock_schemas::exchange::Tensor;
 use faceblock_schemas::Params;
 use rayon::prelude::*;
 
-use crate::math::Edges;
+use crate::math::Rows;
 use crate::reason::Reason;
 use crate::registry::Registry;
 use crate::{Error, Result};
@@ -294,15 +294,11 @@ pub fn fisher_row(
 
 /// Total variation distance between each peer's row in force (`edges`, sorted
 /// by (src, dst)) and its normalised φ row; `None` without both.
-pub fn divergence(edges: &Edges, phi: &[Vec<(u32, f64)>]) -> Vec<Option<f64>> {
+pub fn divergence(edges: &Rows, phi: &[Vec<(u32, f64)>]) -> Vec<Option<f64>> {
     let mut out = vec![None; phi.len()];
-    let mut c = 0usize;
+    let rows = edges.locate(phi.len());
     for (j, row) in phi.iter().enumerate() {
-        let start = c;
-        while c < edges.src.len() && edges.src[c] as usize == j {
-            c += 1;
-        }
-        let (dst, w) = (&edges.dst[start..c], &edges.weight[start..c]);
+        let (dst, w) = edges.row(rows[j]);
         let total = row.iter().fold(0.0, |a, x| a + x.1);
         if dst.is_empty() || total <= 0.0 || !total.is_finite() {
             continue;
@@ -361,15 +357,20 @@ mod tests {
 
     #[test]
     fn divergence_is_total_variation() {
-        let edges = Edges::new(vec![0, 0, 2], vec![1, 3, 0], vec![0.5, 0.5, 1.0]);
+        let edges = crate::math::Edges::new(vec![0, 0, 2], vec![1, 3, 0], vec![0.5, 0.5, 1.0]);
         let phi = vec![
             vec![(1, 12.0), (2, 4.0), (3, 0.0)],
             vec![(0, 1.0)],
             vec![(0, 2.0)],
             vec![],
         ];
-        let d = divergence(&edges, &phi);
+        let d = divergence(&edges.clone().into(), &phi);
         assert_eq!(d, vec![Some(0.5), None, Some(0.0), None]);
+        // The same rows in two pieces.
+        let pieces = Rows {
+            parts: vec![edges.slice(0, 2), edges.slice(2, 3)],
+        };
+        assert_eq!(divergence(&pieces, &phi), d);
         assert_eq!(fisher_rank(&phi), vec![0.75, 3.0, 1.0, 0.0]);
     }
 

@@ -221,8 +221,8 @@ fn arith(n: u32, k: u32, partitions: Option<usize>, runs: usize) -> anyhow::Resu
     let (stake, bases) = shape(n, k);
     let params = Params::default();
     let t = Instant::now();
-    let e0 = edges_at(n, k, &bases, 0);
-    let e1 = edges_at(n, k, &bases, 1);
+    let e0: math::Rows = edges_at(n, k, &bases, 0).into();
+    let e1: math::Rows = edges_at(n, k, &bases, 1).into();
     let none = vec![false; n as usize];
     let s0 = math::Segments::default().advance(0, &stake, &e0, &none);
     let s1 = s0.advance(1, &stake, &e1, &none);

@@ -12,7 +12,7 @@ use crate::digest::{self, CHUNK_ROWS};
 use crate::fisher::Score;
 use crate::ingest::{InputObject, Rejection};
 use crate::ledger::tables;
-use crate::math::{Column, Entries, Output, Segments};
+use crate::math::{Column, Edges, Entries, Output, Segments};
 use crate::registry::Peer;
 use crate::Result;
 use faceblock_schemas::exchange::Metrics;
@@ -167,19 +167,29 @@ pub fn state(epoch: u64, s: State<'_>) -> Result<Vec<RecordBatch>> {
 
 /// `weights`: the entries of the rows accepted this epoch, and no others.
 pub fn weights(epoch: u64, uids: &[i64], force: &InForce) -> Result<Vec<RecordBatch>> {
-    let e = &force.edges;
-    let keep = Keep::new(e.len(), |x| {
-        force.weights_epoch[e.src[x] as usize] == Some(epoch)
-    });
-    named_in(
-        "weights",
-        epoch,
-        vec![
-            ("src", keep.i64s(|x| uids[e.src[x] as usize])),
-            ("dst", keep.i64s(|x| uids[e.dst[x] as usize])),
-            ("weight", keep.f64s(&e.weight)),
-        ],
-    )
+    let new = |e: &Edges, x: usize| force.weights_epoch[e.src[x] as usize] == Some(epoch);
+    let columns = match force.edges.parts.as_slice() {
+        [e] => {
+            let keep = Keep::new(e.len(), |x| new(e, x));
+            vec![
+                ("src", keep.i64s(|x| uids[e.src[x] as usize])),
+                ("dst", keep.i64s(|x| uids[e.dst[x] as usize])),
+                ("weight", keep.f64s(&e.weight)),
+            ]
+        }
+        parts => {
+            let (mut s, mut d, mut w) = (vec![], vec![], vec![]);
+            for e in parts {
+                for x in (0..e.len()).filter(|x| new(e, *x)) {
+                    s.push(uids[e.src[x] as usize]);
+                    d.push(uids[e.dst[x] as usize]);
+                    w.push(e.weight[x]);
+                }
+            }
+            vec![("src", i64s(s)), ("dst", i64s(d)), ("weight", f64s(w))]
+        }
+    };
+    named_in("weights", epoch, columns)
 }
 
 /// `bonds`: the entries of the segments that start this epoch, and no others.

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
-use crate::math::{Column, Edges, Entries, Segments};
+use crate::math::{Column, Edges, Entries, Rows, Segments};
 
 /// Where one store's cached epochs live.
 #[derive(Debug, Clone)]
@@ -82,7 +82,7 @@ fn yield_cores() {
 #[derive(Debug, Default, Clone)]
 pub struct Carried {
     /// Rows in force after the epoch.
-    pub rows: Edges,
+    pub rows: Rows,
     /// Segment entries after the epoch (per-holder start and stake come from `state`).
     pub segments: Segments,
 }
@@ -142,12 +142,15 @@ impl EpochCache {
 
     fn write_files(&self, epoch: u64, tag: &str, c: &Carried) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
-        let r = &c.rows;
+        let r = &c.rows.parts;
         write(
             &self.file(epoch, tag, "rows"),
-            r.len(),
-            &[vec![&r.src], vec![&r.dst]],
-            &[vec![&r.weight]],
+            c.rows.len(),
+            &[
+                r.iter().map(|e| &e.src).collect(),
+                r.iter().map(|e| &e.dst).collect(),
+            ],
+            &[r.iter().map(|e| &e.weight).collect()],
         )?;
         let p = &c.segments.parts;
         write(
@@ -212,7 +215,7 @@ impl EpochCache {
                 weight,
             };
             Ok(Carried {
-                rows,
+                rows: rows.into(),
                 segments: Segments::of(entries, vec![], vec![]),
             })
         }) {
@@ -352,7 +355,7 @@ mod tests {
 
     fn carried() -> Carried {
         Carried {
-            rows: Edges::new(vec![0, 0, 2], vec![1, 2, 0], vec![0.25, 0.75, 1.0]),
+            rows: Edges::new(vec![0, 0, 2], vec![1, 2, 0], vec![0.25, 0.75, 1.0]).into(),
             segments: Segments::of(
                 Entries {
                     holder: vec![0, 1].into(),

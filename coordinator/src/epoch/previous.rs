@@ -152,7 +152,7 @@ pub async fn load(
             epoch = e,
             "previous epoch's rows and bond segments from the cache"
         );
-        p.rows = c.rows;
+        p.rows = c.rows.entries().into_owned();
         p.segments.parts = c.segments.parts;
         p.registry = registry;
         return Ok(p);

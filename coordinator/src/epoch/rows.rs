@@ -5,15 +5,16 @@
 //! in [`InForce::below_k`], recorded as a `below_k` rejection).
 
 use crate::ingest::AcceptedRow;
-use crate::math::Edges;
+use crate::math::{Edges, Rows};
 use crate::registry::Registry;
 use crate::Result;
 
 /// Rows in force and the epoch each was submitted in, by index.
 #[derive(Debug, Default)]
 pub struct InForce {
-    /// Sorted by (src, dst).
-    pub edges: Edges,
+    /// Sorted by (src, dst); rows carried unchanged are slices of the
+    /// previous epoch's.
+    pub edges: Rows,
     /// Epoch of each peer's row, by index (`None`: no row).
     pub weights_epoch: Vec<Option<u64>>,
     /// Number of peers with a nonempty row.
@@ -51,9 +52,9 @@ pub fn in_force(
 }
 
 /// [`in_force`] in `parts` ranges of peers, side by side: a first pass picks
-/// each peer's row and counts the entries, a second writes each range
-/// straight into its place in the merged columns (every entry written once,
-/// into memory touched once).
+/// each peer's row and counts the new rows' entries, a second writes those
+/// into one new piece (every entry written once, into memory touched once).
+/// Carried rows stay where they are: runs of them are slices of `carried`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn in_force_in(
     registry: &Registry,
@@ -99,13 +100,13 @@ pub(crate) fn in_force_in(
                     &mut part.below_k,
                 );
                 part.weights_epoch.push(we);
-                let len = match take {
-                    Take::New(r) => r.dst.len(),
-                    Take::Carried(a, b) => b - a,
-                    Take::Nothing => 0,
+                let (len, new) = match take {
+                    Take::New(r) => (r.dst.len(), r.dst.len()),
+                    Take::Carried(a, b) => (b - a, 0),
+                    Take::Nothing => (0, 0),
                 };
                 part.rows += usize::from(len > 0);
-                part.count += len;
+                part.count += new;
                 part.take.push(take);
             }
             part
@@ -122,20 +123,44 @@ pub(crate) fn in_force_in(
         .for_each(|(((part, s), d), w)| {
             let mut at = 0;
             for (k, take) in part.take.iter().enumerate() {
-                let (dsts, ws): (&[u32], &[f64]) = match take {
-                    Take::New(r) => (&r.dst, &r.weight),
-                    Take::Carried(a, b) => (&carried.dst[*a..*b], &carried.weight[*a..*b]),
-                    Take::Nothing => continue,
-                };
-                let to = at + dsts.len();
+                let Take::New(r) = take else { continue };
+                let to = at + r.dst.len();
                 s[at..to].fill((part.lo + k) as u32);
-                d[at..to].copy_from_slice(dsts);
-                w[at..to].copy_from_slice(ws);
+                d[at..to].copy_from_slice(&r.dst);
+                w[at..to].copy_from_slice(&r.weight);
                 at = to;
             }
         });
+    let fresh = Edges::new(src, dst, weight);
+    // The pieces in peer order: runs of carried rows as slices of
+    // `carried`, between runs of new rows as slices of `fresh`.
+    let mut pieces = vec![];
+    let mut run: Option<(bool, usize, usize)> = None;
+    let mut fresh_at = 0;
+    for take in plans.iter().flat_map(|p| &p.take) {
+        let next = match take {
+            Take::New(r) if !r.dst.is_empty() => {
+                fresh_at += r.dst.len();
+                (true, fresh_at - r.dst.len(), fresh_at)
+            }
+            Take::Carried(a, b) if b > a => (false, *a, *b),
+            _ => continue,
+        };
+        run = match run {
+            Some((f, a, b)) if f == next.0 && b == next.1 => Some((f, a, next.2)),
+            done => {
+                if let Some((f, a, b)) = done {
+                    pieces.push(if f { &fresh } else { carried }.slice(a, b));
+                }
+                Some(next)
+            }
+        };
+    }
+    if let Some((f, a, b)) = run {
+        pieces.push(if f { &fresh } else { carried }.slice(a, b));
+    }
     Ok(InForce {
-        edges: Edges::new(src, dst, weight),
+        edges: Rows { parts: pieces },
         weights_epoch: plans
             .iter()
             .flat_map(|d| d.weights_epoch.iter().copied())
@@ -258,6 +283,12 @@ mod tests {
         };
         let whole = run(1);
         assert!(!whole.below_k.is_empty(), "the case withdraws short rows");
+        // Carried rows stay where they were: pieces that are slices of
+        // `carried`, between pieces of the new rows.
+        let at = carried.src.as_ptr() as usize;
+        let shared = |p: &Edges| (at..at + 4 * carried.len()).contains(&(p.src.as_ptr() as usize));
+        assert!(whole.edges.parts.iter().any(shared));
+        assert!(!whole.edges.parts.iter().all(shared));
         assert!(whole.weights_epoch.iter().any(|e| e.is_none()));
         for parts in [2, 7, 50, 80] {
             let split = run(parts);

@@ -25,7 +25,7 @@
 //! the rounding of one division, whether bonds are 10^12 base units or 10^-3.
 
 use super::fixed;
-use super::{Bonds, Column, Edges};
+use super::{Bonds, Column, Loc, Rows};
 
 /// Every holder starts a new segment at least once per this many epochs (at
 /// the epochs where `epoch % CHECKPOINT_EPOCHS == uid % CHECKPOINT_EPOCHS`),
@@ -112,14 +112,6 @@ impl PartialEq for Segments {
     }
 }
 
-/// Where one holder's entries are: piece `part`, entries `lo..hi` of it.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct Loc {
-    part: usize,
-    lo: usize,
-    hi: usize,
-}
-
 impl Segments {
     /// Segments of one piece of entries.
     pub fn of(entries: Entries, start: Vec<u64>, stake: Vec<u64>) -> Segments {
@@ -197,23 +189,12 @@ impl Segments {
         out
     }
 
-    /// Each holder's piece and entries (holders past the last with an entry
-    /// get none), from one pass over the holder columns.
+    /// Each holder's piece and entries.
     fn locate(&self, n: usize) -> Vec<Loc> {
-        let mut at = vec![Loc::default(); n.max(self.start.len())];
-        for (part, p) in self.parts.iter().enumerate() {
-            let h = &p.holder;
-            let mut lo = 0;
-            while lo < h.len() {
-                let i = h[lo];
-                let hi = lo + h[lo..].partition_point(|x| *x == i);
-                if let Some(l) = at.get_mut(i as usize) {
-                    *l = Loc { part, lo, hi };
-                }
-                lo = hi;
-            }
-        }
-        at
+        super::locate(
+            self.parts.iter().map(|p| &p.holder),
+            n.max(self.start.len()),
+        )
     }
 
     /// This epoch's segments from the previous epoch's: a holder goes on
@@ -222,7 +203,7 @@ impl Segments {
     /// otherwise (or when it is new) it starts a segment at `epoch` from its
     /// bonds after the previous epoch and the row in force. `edges` are the
     /// rows in force, `stake` the stake before this epoch, both by index.
-    pub fn advance(&self, epoch: u64, stake: &[u64], edges: &Edges, due: &[bool]) -> Segments {
+    pub fn advance(&self, epoch: u64, stake: &[u64], edges: &Rows, due: &[bool]) -> Segments {
         let parts = (rayon::current_num_threads() * 4).clamp(1, stake.len().div_ceil(4096).max(1));
         self.advance_in(epoch, stake, edges, due, parts)
     }
@@ -238,13 +219,14 @@ impl Segments {
         &self,
         epoch: u64,
         stake: &[u64],
-        edges: &Edges,
+        edges: &Rows,
         due: &[bool],
         parts: usize,
     ) -> Segments {
         use rayon::prelude::*;
         let n = stake.len();
         let locs = self.locate(n);
+        let rows = edges.locate(n);
         let plans: Vec<Plan> = (0..parts)
             .into_par_iter()
             .map(|p| {
@@ -253,7 +235,7 @@ impl Segments {
                     stake,
                     edges,
                     due,
-                    &locs,
+                    (&locs, &rows),
                     n * p / parts,
                     n * (p + 1) / parts,
                 )
@@ -335,15 +317,12 @@ impl Segments {
         &self,
         epoch: u64,
         stake: &[u64],
-        edges: &Edges,
+        edges: &Rows,
         due: &[bool],
-        locs: &[Loc],
+        (locs, rows): (&[Loc], &[Loc]),
         lo: usize,
         hi: usize,
     ) -> Plan {
-        let lo_h = lo as u32;
-        let mut b = edges.src.partition_point(|s| *s < lo_h);
-        let b_end = edges.src.partition_point(|s| (*s as usize) < hi);
         let mut plan = Plan {
             lo,
             fate: Vec::with_capacity(hi - lo),
@@ -352,12 +331,7 @@ impl Segments {
             count: 0,
         };
         for (i, &s) in stake.iter().enumerate().take(hi).skip(lo) {
-            let h = i as u32;
-            let seg = locs[i];
-            let b0 = b;
-            while b < b_end && edges.src[b] == h {
-                b += 1;
-            }
+            let (seg, row) = (locs[i], rows[i]);
             let known = i < self.start.len();
             let sum = known
                 .then(|| self.stake[i].checked_add(s))
@@ -365,7 +339,7 @@ impl Segments {
                 .filter(|s| *s <= i64::MAX as u64);
             let goes_on = sum.is_some()
                 && !due.get(i).copied().unwrap_or(false)
-                && self.holds_row(seg, edges, b0..b);
+                && self.holds_row(seg, edges.row(row));
             if let (true, Some(sum)) = (goes_on, sum) {
                 plan.fate.push(Fate::GoesOn(seg));
                 plan.start.push(self.start[i]);
@@ -376,7 +350,7 @@ impl Segments {
             let mut fate = Fate::Starts {
                 held,
                 seg,
-                row: (b0, b),
+                row,
                 written: 0,
             };
             let mut written = 0;
@@ -393,7 +367,7 @@ impl Segments {
     }
 
     /// The second pass: the entries of a range's new segments.
-    fn write_range(&self, plan: &Plan, stake: &[u64], edges: &Edges, out: &mut Out<'_>) {
+    fn write_range(&self, plan: &Plan, stake: &[u64], edges: &Rows, out: &mut Out<'_>) {
         for (k, fate) in plan.fate.iter().enumerate() {
             let h = (plan.lo + k) as u32;
             if let Fate::Starts { .. } = fate {
@@ -416,19 +390,15 @@ impl Segments {
         &self,
         fate: &Fate,
         s: u64,
-        edges: &Edges,
+        edges: &Rows,
         mut emit: impl FnMut(u32, f64, f64),
     ) {
-        let Fate::Starts {
-            held,
-            seg,
-            row: (b0, b),
-            ..
-        } = *fate
-        else {
+        let Fate::Starts { held, seg, row, .. } = *fate else {
             return;
         };
         let (a0, a) = (seg.lo, seg.hi);
+        let (dst, w) = edges.row(row);
+        let (b0, b) = (0, dst.len());
         let old = self.parts.get(seg.part);
         let (peers, bonds, weights): (&[u32], &[f64], &[f64]) = match old {
             Some(p) if a > a0 => (&p.peer, &p.bond, &p.weight),
@@ -437,13 +407,13 @@ impl Segments {
         let (mut x, mut y) = (a0, b0);
         while x < a || y < b {
             let px = (x < a).then(|| peers[x]);
-            let py = (y < b).then(|| edges.dst[y]);
+            let py = (y < b).then(|| dst[y]);
             let before = |x: usize| closed_form(bonds[x], weights[x], held);
             let (peer, prev, weight) = match (px, py) {
                 (Some(p), Some(q)) if p == q => {
                     x += 1;
                     y += 1;
-                    (p, before(x - 1), edges.weight[y - 1])
+                    (p, before(x - 1), w[y - 1])
                 }
                 (Some(p), q) if q.is_none_or(|q| p < q) => {
                     x += 1;
@@ -451,7 +421,7 @@ impl Segments {
                 }
                 (_, Some(q)) => {
                     y += 1;
-                    (q, 0.0, edges.weight[y - 1])
+                    (q, 0.0, w[y - 1])
                 }
                 (_, None) => unreachable!("loop condition"),
             };
@@ -462,7 +432,7 @@ impl Segments {
         }
     }
 
-    fn holds_row(&self, seg: Loc, edges: &Edges, row: std::ops::Range<usize>) -> bool {
+    fn holds_row(&self, seg: Loc, (dst, w): (&[u32], &[f64])) -> bool {
         let (peer, weight): (&[u32], &[f64]) = match self.parts.get(seg.part) {
             Some(p) if seg.hi > seg.lo => (&p.peer[seg.lo..seg.hi], &p.weight[seg.lo..seg.hi]),
             _ => (&[], &[]),
@@ -472,9 +442,11 @@ impl Segments {
             .zip(weight)
             .filter(|(_, w)| **w != 0.0)
             .map(|(p, w)| (*p, w.to_bits()));
-        let theirs = row
-            .filter(|e| edges.weight[*e] != 0.0)
-            .map(|e| (edges.dst[e], edges.weight[e].to_bits()));
+        let theirs = dst
+            .iter()
+            .zip(w)
+            .filter(|(_, w)| **w != 0.0)
+            .map(|(d, w)| (*d, w.to_bits()));
         mine.eq(theirs)
     }
 }
@@ -502,12 +474,12 @@ enum Fate {
     /// It goes on: its entries, where they are, as they are.
     GoesOn(Loc),
     /// A new one starts from the previous segment's entries `seg` (their
-    /// stake sum `held`) and entries `row` of the rows in force; it has
-    /// `written` entries.
+    /// stake sum `held`) and the row in force at `row`; it has `written`
+    /// entries.
     Starts {
         held: u64,
         seg: Loc,
-        row: (usize, usize),
+        row: Loc,
         written: usize,
     },
 }

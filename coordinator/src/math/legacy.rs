@@ -14,7 +14,7 @@ const STAKE_FRAC: i32 = 16;
 pub fn compute(input: &Input<'_>, prev: &Bonds) -> (Output, Bonds) {
     let n = input.stake.len();
     let p = input.params;
-    let e = input.edges;
+    let e = &*input.edges.entries();
     let stake_hat = rank::normalised_stake(input.stake);
     let rank = fixed::scatter_sum(n, &e.dst, 1, UNIT_FRAC, |x| {
         stake_hat[e.src[x] as usize] * e.weight[x]

@@ -65,6 +65,109 @@ impl Edges {
     pub fn is_empty(&self) -> bool {
         self.src.is_empty()
     }
+
+    /// Edges `lo..hi`, sharing the buffers.
+    pub fn slice(&self, lo: usize, hi: usize) -> Edges {
+        Edges {
+            src: self.src.slice(lo, hi - lo),
+            dst: self.dst.slice(lo, hi - lo),
+            weight: self.weight.slice(lo, hi - lo),
+        }
+    }
+}
+
+/// Rows in force as pieces laid end to end, sorted by `(src, dst)` across
+/// them, no row split between two. An epoch in which few peers sent a new
+/// row keeps the others' rows where they were, as slices of the previous
+/// epoch's buffers (the epoch cache's mapped pages), instead of copying
+/// 25.6 M entries into fresh memory; only the new rows are written.
+#[derive(Debug, Clone, Default)]
+pub struct Rows {
+    /// The pieces.
+    pub parts: Vec<Edges>,
+}
+
+impl From<Edges> for Rows {
+    fn from(e: Edges) -> Rows {
+        Rows { parts: vec![e] }
+    }
+}
+
+/// Equal when the rows laid end to end are, however they are cut.
+impl PartialEq for Rows {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && *self.entries() == *other.entries()
+    }
+}
+
+impl Rows {
+    /// Number of edges.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Edges::len).sum()
+    }
+
+    /// True when no row is in force.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The rows as one piece: shared when they are one already, copied
+    /// otherwise (the loops, median clipping, tests).
+    pub fn entries(&self) -> std::borrow::Cow<'_, Edges> {
+        use std::borrow::Cow;
+        match self.parts.as_slice() {
+            [] => Cow::Owned(Edges::default()),
+            [one] => Cow::Borrowed(one),
+            parts => Cow::Owned(Edges {
+                src: parts.iter().flat_map(|p| p.src.iter().copied()).collect(),
+                dst: parts.iter().flat_map(|p| p.dst.iter().copied()).collect(),
+                weight: parts
+                    .iter()
+                    .flat_map(|p| p.weight.iter().copied())
+                    .collect(),
+            }),
+        }
+    }
+
+    /// Each peer's row: its piece and entries.
+    pub(crate) fn locate(&self, n: usize) -> Vec<Loc> {
+        locate(self.parts.iter().map(|p| &p.src), n)
+    }
+
+    /// The `(dst, weight)` of the row at `l`.
+    pub(crate) fn row(&self, l: Loc) -> (&[u32], &[f64]) {
+        match self.parts.get(l.part) {
+            Some(p) if l.hi > l.lo => (&p.dst[l.lo..l.hi], &p.weight[l.lo..l.hi]),
+            _ => (&[], &[]),
+        }
+    }
+}
+
+/// Where one owner's entries are: piece `part`, entries `lo..hi` of it
+/// (empty for an owner with none).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Loc {
+    pub part: usize,
+    pub lo: usize,
+    pub hi: usize,
+}
+
+/// Each owner's place among pieces sorted by owner (`owners`: each piece's
+/// owner column), from one pass over them; owners past `n` are left out.
+pub(crate) fn locate<'a>(owners: impl Iterator<Item = &'a Column<u32>>, n: usize) -> Vec<Loc> {
+    let mut at = vec![Loc::default(); n];
+    for (part, h) in owners.enumerate() {
+        let mut lo = 0;
+        while lo < h.len() {
+            let i = h[lo];
+            let hi = lo + h[lo..].partition_point(|x| *x == i);
+            if let Some(l) = at.get_mut(i as usize) {
+                *l = Loc { part, lo, hi };
+            }
+            lo = hi;
+        }
+    }
+    at
 }
 
 /// Sparse bonds `B_ij` (holder i, peer j), sorted by `(holder, peer)`, nonzero only.
@@ -100,7 +203,7 @@ pub struct Input<'a> {
     /// Stake before the epoch, by index.
     pub stake: &'a [u64],
     /// Rows in force.
-    pub edges: &'a Edges,
+    pub edges: &'a Rows,
     /// This epoch's bond segments ([`Segments::advance`] from the previous
     /// epoch's): B' is their closed form.
     pub segments: &'a Segments,
@@ -160,13 +263,14 @@ pub fn sort_triples(src: Vec<u32>, dst: Vec<u32>, w: Vec<f64>) -> (Vec<u32>, Vec
 pub fn bond_edges<'a>(
     params: &Params,
     stake: &[u64],
-    edges: &'a Edges,
-) -> std::borrow::Cow<'a, Edges> {
+    edges: &'a Rows,
+) -> std::borrow::Cow<'a, Rows> {
     match params.consensus {
         Consensus::Sigmoid => std::borrow::Cow::Borrowed(edges),
         Consensus::MedianClip => {
-            let levels = clip::levels(stake.len(), stake, edges, params.kappa);
-            std::borrow::Cow::Owned(clip::apply(edges, &levels))
+            let edges = edges.entries();
+            let levels = clip::levels(stake.len(), stake, &edges, params.kappa);
+            std::borrow::Cow::Owned(clip::apply(&edges, &levels).into())
         }
     }
 }
@@ -180,11 +284,12 @@ pub fn compute(input: &Input<'_>, threads: usize) -> Output {
     let n = input.stake.len();
     let p = input.params;
     let clipped;
+    let whole = input.edges.entries();
     let (edges, levels) = match p.consensus {
-        Consensus::Sigmoid => (input.edges, None),
+        Consensus::Sigmoid => (&*whole, None),
         Consensus::MedianClip => {
-            let levels = clip::levels(n, input.stake, input.edges, p.kappa);
-            clipped = clip::apply(input.edges, &levels);
+            let levels = clip::levels(n, input.stake, &whole, p.kappa);
+            clipped = clip::apply(&whole, &levels);
             (&clipped, Some(levels))
         }
     };

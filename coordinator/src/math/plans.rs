@@ -129,22 +129,7 @@ fn table_of(
 
 /// Cuts columns into `partitions` MemTable partitions of contiguous rows.
 fn table(schema: Arc<Schema>, columns: Vec<ArrayRef>, partitions: usize) -> Result<MemTable> {
-    let all = RecordBatch::try_new(schema.clone(), columns)?;
-    let n = all.num_rows();
-    let p = partitions.max(1);
-    let per = n.div_ceil(p).max(1);
-    let parts: Vec<Vec<RecordBatch>> = (0..p)
-        .map(|i| {
-            let lo = (i * per).min(n);
-            let hi = ((i + 1) * per).min(n);
-            // Batches of at most 64 k rows, as a scan would hand them out.
-            (lo..hi)
-                .step_by(65_536)
-                .map(|o| all.slice(o, 65_536usize.min(hi - o)))
-                .collect()
-        })
-        .collect();
-    Ok(MemTable::try_new(schema, parts)?)
+    table_of(schema, vec![columns], partitions)
 }
 
 /// The per-peer lists the plans read by index (`fb_at(@stake, src)`): SQL
@@ -249,17 +234,17 @@ fn register(ctx: &SessionContext, name: &str, t: MemTable) -> Result<()> {
 }
 
 /// `edges`: the rows in force, as they are (no copy).
-fn edges_table(edges: &Edges, partitions: usize) -> Result<MemTable> {
+fn edges_table(parts: &[Edges], partitions: usize) -> Result<MemTable> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("src", DataType::UInt32, false),
         Field::new("dst", DataType::UInt32, false),
         Field::new("weight", DataType::Float64, false),
     ]));
-    table(
-        schema,
-        vec![u32s(&edges.src), u32s(&edges.dst), f64c(&edges.weight)],
-        partitions,
-    )
+    let pieces = parts
+        .iter()
+        .map(|e| vec![u32s(&e.src), u32s(&e.dst), f64c(&e.weight)])
+        .collect();
+    table_of(schema, pieces, partitions)
 }
 
 /// Registers the epoch's inputs: `edges`, `segments` (the bond segments'
@@ -274,7 +259,7 @@ pub async fn register_inputs(
     let lists = lists(ctx);
     lists.set::<UInt64Type>("stake", input.stake);
     lists.set::<UInt64Type>("bond_stake", &input.segments.stake);
-    register(ctx, "edges", edges_table(input.edges, partitions)?)?;
+    register(ctx, "edges", edges_table(&input.edges.parts, partitions)?)?;
     let seg = input.segments;
     let segments = Arc::new(Schema::new(vec![
         Field::new("holder", DataType::UInt32, false),
@@ -450,7 +435,11 @@ pub async fn compute_timed(
             let need = ScalarValue::Decimal128(Some(need.min(i128::MAX as u128) as i128), 38, 0);
             let batches = run(ctx, &mut times, "clip", vec![("need", need)]).await?;
             let (edges, levels) = collect_clipped(n, &batches);
-            register(ctx, "edges", edges_table(&edges, partitions)?)?;
+            register(
+                ctx,
+                "edges",
+                edges_table(std::slice::from_ref(&edges), partitions)?,
+            )?;
             Some((edges, levels))
         }
     };
@@ -595,6 +584,7 @@ mod tests {
 
     /// A session with `edges` as epoch 1's rows, epoch 0's the same.
     async fn registered(stake: &[u64], edges: &Edges) -> (SessionContext, Arc<Lists>) {
+        let edges = &crate::math::Rows::from(edges.clone());
         let none = vec![false; stake.len()];
         let s0 = Segments::default().advance(0, stake, edges, &none);
         let segments = s0.advance(1, stake, edges, &none);

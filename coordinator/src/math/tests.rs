@@ -21,7 +21,7 @@ fn edges(rows: &[(u32, u32, f64)]) -> Edges {
 }
 
 /// Segments where every holder starts afresh this epoch from bonds `prev`.
-fn fresh(prev: &Bonds, stake: &[u64], e: &Edges) -> Segments {
+fn fresh(prev: &Bonds, stake: &[u64], e: &super::Rows) -> Segments {
     let n = stake.len();
     Segments::from_bonds(prev, n).advance(1, stake, e, &vec![true; n])
 }
@@ -268,9 +268,9 @@ proptest! {
     fn invariants_hold((stake, rows, prev) in network()) {
         let n = stake.len();
         let e = normalise(n, &rows);
-        let b = fresh(&bonds_of(&prev), &stake, &e);
+        let b = fresh(&bonds_of(&prev), &stake, &e.clone().into());
         let p = Params::default();
-        let input = Input { params: &p, k: 1, stake: &stake, edges: &e, segments: &b };
+        let input = Input { params: &p, k: 1, stake: &stake, edges: &e.clone().into(), segments: &b };
         let o = compute(&input, 1);
         let total: u64 = o.emission.iter().sum();
         prop_assert!(total == p.emission_per_epoch || total == 0, "emitted {}", total);
@@ -377,7 +377,7 @@ impl Rows {
 fn segments_start_on_change_expiry_and_checkpoint() {
     let e1 = edges(&[(0, 1, 1.0), (1, 0, 0.5), (1, 2, 0.5)]);
     let stake = [100u64, 10, 7];
-    let s0 = Segments::default().advance(0, &stake, &e1, &[]);
+    let s0 = Segments::default().advance(0, &stake, &e1.clone().into(), &[]);
     assert_eq!(s0.start, vec![0, 0, 0]);
     assert_eq!(s0.stake, vec![0, 0, 0]);
     assert_eq!(
@@ -387,13 +387,13 @@ fn segments_start_on_change_expiry_and_checkpoint() {
     );
     assert_eq!(s0.bonds().bond, vec![100.0, 5.0, 5.0]);
     // Same rows: every segment goes on, stake sums grow.
-    let s1 = s0.advance(1, &stake, &e1, &[]);
+    let s1 = s0.advance(1, &stake, &e1.clone().into(), &[]);
     assert_eq!(s1.start, vec![0, 0, 0]);
     assert_eq!(s1.stake, vec![100, 10, 7]);
     assert_eq!(s1.bonds().bond, vec![200.0, 10.0, 10.0]);
     // Peer 0's row changes, peer 1 is due a checkpoint, peer 2 goes on.
     let e2 = edges(&[(0, 2, 1.0), (1, 0, 0.5), (1, 2, 0.5)]);
-    let s2 = s1.advance(2, &stake, &e2, &[false, true, false]);
+    let s2 = s1.advance(2, &stake, &e2.clone().into(), &[false, true, false]);
     assert_eq!(s2.start, vec![2, 2, 0]);
     assert_eq!(s2.stake, vec![0, 0, 14]);
     let e2 = s2.entries();
@@ -403,19 +403,19 @@ fn segments_start_on_change_expiry_and_checkpoint() {
     assert_eq!(s2.bonds().bond, vec![200.0, 100.0, 15.0, 15.0]);
     // Peer 1's row expires: its bonds stay, nothing is added; a new peer 3.
     let e3 = edges(&[(0, 2, 1.0)]);
-    let s3 = s2.advance(3, &[100, 10, 7, 5], &e3, &[]);
+    let s3 = s2.advance(3, &[100, 10, 7, 5], &e3.clone().into(), &[]);
     assert_eq!(s3.start, vec![2, 3, 0, 3]);
     assert_eq!(s3.bonds().bond, vec![200.0, 200.0, 15.0, 15.0]);
     // A stake sum past 2^63 − 1 starts a segment instead: 100 + 2·(2^62 − 1) does.
     let big = [u64::MAX / 4, 0, 0, 0];
-    let s4 = s3.advance(4, &big, &e3, &[]);
+    let s4 = s3.advance(4, &big, &e3.clone().into(), &[]);
     assert_eq!(s4.start[0], 2);
-    let s5 = s4.advance(5, &big, &e3, &[]);
+    let s5 = s4.advance(5, &big, &e3.clone().into(), &[]);
     assert_eq!((s5.start[0], s5.stake[0]), (5, 0));
     let (e4, e5) = (s4.entries(), s5.entries());
     let before = closed_form(e4.bond[1], e4.weight[1], s4.stake[0]);
     assert_eq!(e5.bond[1], closed_form(before, 1.0, u64::MAX / 4));
-    let s6 = s5.advance(6, &big, &e3, &[]);
+    let s6 = s5.advance(6, &big, &e3.clone().into(), &[]);
     assert_eq!((s6.start[0], s6.stake[0]), (5, u64::MAX / 4));
 }
 
@@ -442,7 +442,7 @@ fn agrees_with_previous_arithmetic_over_many_epochs() {
             (stake.clone(), Segments::default(), Bonds::default());
         let mut k = 1;
         for epoch in 0..25u64 {
-            let e = rows.step(&mut rng, epoch, n.min(6));
+            let e: super::Rows = rows.step(&mut rng, epoch, n.min(6)).into();
             let due: Vec<bool> = (0..n)
                 .map(|i| (epoch + i as u64).is_multiple_of(8))
                 .collect();
@@ -506,6 +506,7 @@ fn plans_match_loops(stake: &[u64], e: &Edges, b: &Bonds, k: u32) {
 
 fn plans_match_loops_with(p: &Params, stake: &[u64], e: &Edges, b: &Bonds, k: u32) {
     let p = p.clone();
+    let e = &super::Rows::from(e.clone());
     let segments = fresh(b, stake, &super::bond_edges(&p, stake, e));
     let input = Input {
         params: &p,
@@ -618,7 +619,7 @@ fn many_epochs(p: &Params) {
     let mut k = 1;
     let mut pieces = 0;
     for epoch in 0..8u64 {
-        let e = rows.step(&mut rng, epoch, 6);
+        let e: super::Rows = rows.step(&mut rng, epoch, 6).into();
         let due: Vec<bool> = (0..n)
             .map(|i| (epoch + i as u64).is_multiple_of(3))
             .collect();
@@ -671,12 +672,13 @@ fn many_epochs(p: &Params) {
 #[test]
 fn segments_that_go_on_are_shared_not_copied() {
     let stake = vec![10u64, 20, 30];
-    let row = |w: f64| {
+    let row = |w: f64| -> super::Rows {
         Edges::new(
             vec![0, 0, 1, 2],
             vec![1, 2, 0, 0],
             vec![w, 1.0 - w, 1.0, 1.0],
         )
+        .into()
     };
     let none = [false; 3];
     let s0 = Segments::default().advance(0, &stake, &row(0.5), &none);
@@ -702,6 +704,7 @@ fn segments_that_go_on_are_shared_not_copied() {
 }
 
 fn run_with(p: &Params, stake: &[u64], e: &Edges, b: &Bonds, k: u32) -> Ran {
+    let e = &super::Rows::from(e.clone());
     let segments = fresh(b, stake, &super::bond_edges(p, stake, e));
     let out = compute(
         &Input {
