@@ -139,20 +139,12 @@ impl Segments {
         match self.parts.as_slice() {
             [] => Cow::Owned(Entries::default()),
             [one] => Cow::Borrowed(one),
-            parts => {
-                let cat = |f: &dyn Fn(&Entries) -> &[u32]| -> Column<u32> {
-                    parts.iter().flat_map(|p| f(p).iter().copied()).collect()
-                };
-                let catf = |f: &dyn Fn(&Entries) -> &[f64]| -> Column<f64> {
-                    parts.iter().flat_map(|p| f(p).iter().copied()).collect()
-                };
-                Cow::Owned(Entries {
-                    holder: cat(&|p| &p.holder),
-                    peer: cat(&|p| &p.peer),
-                    bond: catf(&|p| &p.bond),
-                    weight: catf(&|p| &p.weight),
-                })
-            }
+            parts => Cow::Owned(Entries {
+                holder: super::cat(parts, |p| &p.holder),
+                peer: super::cat(parts, |p| &p.peer),
+                bond: super::cat(parts, |p| &p.bond),
+                weight: super::cat(parts, |p| &p.weight),
+            }),
         }
     }
 
@@ -279,7 +271,7 @@ impl Segments {
                 let next = match *fate {
                     Fate::GoesOn(l) if l.hi == l.lo => continue,
                     Fate::GoesOn(l) => Run::Old(l),
-                    Fate::Starts { written, .. } if written == 0 => continue,
+                    Fate::Starts { written: 0, .. } => continue,
                     Fate::Starts { written, .. } => {
                         fresh_at += written;
                         Run::Fresh(fresh_at - written, fresh_at)

@@ -119,12 +119,9 @@ impl Rows {
             [] => Cow::Owned(Edges::default()),
             [one] => Cow::Borrowed(one),
             parts => Cow::Owned(Edges {
-                src: parts.iter().flat_map(|p| p.src.iter().copied()).collect(),
-                dst: parts.iter().flat_map(|p| p.dst.iter().copied()).collect(),
-                weight: parts
-                    .iter()
-                    .flat_map(|p| p.weight.iter().copied())
-                    .collect(),
+                src: cat(parts, |p| &p.src),
+                dst: cat(parts, |p| &p.dst),
+                weight: cat(parts, |p| &p.weight),
             }),
         }
     }
@@ -141,6 +138,17 @@ impl Rows {
             _ => (&[], &[]),
         }
     }
+}
+
+/// One column of pieces laid end to end, copied.
+pub(crate) fn cat<P, T: arrow::datatypes::ArrowNativeType>(
+    parts: &[P],
+    column: impl Fn(&P) -> &Column<T>,
+) -> Column<T> {
+    parts
+        .iter()
+        .flat_map(|p| column(p).iter().copied())
+        .collect()
 }
 
 /// Where one owner's entries are: piece `part`, entries `lo..hi` of it
