@@ -302,10 +302,12 @@ type Columns = (Vec<Column<u32>>, Vec<Column<f64>>);
 fn read(path: &Path, floats: usize) -> std::io::Result<Columns> {
     let bad = |what: &str| std::io::Error::other(format!("epoch cache file: {what}"));
     let file = File::open(path)?;
+    // `populate`: the kernel maps every page at once, instead of one fault
+    // per 4 KiB page on first touch (a quarter of a million per gigabyte).
     // SAFETY: the cache's files are written to a private temporary name and
     // renamed into place, never truncated or written after that; removing a
     // file leaves an existing mapping intact.
-    let map = unsafe { memmap2::Mmap::map(&file)? };
+    let map = unsafe { memmap2::MmapOptions::new().populate().map(&file)? };
     let buf = arrow::buffer::Buffer::from(bytes::Bytes::from_owner(map));
     if buf.len() < ALIGN || &buf[..8] != MAGIC {
         return Err(bad("not a file of this format"));
