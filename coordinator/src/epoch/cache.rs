@@ -113,7 +113,7 @@ impl EpochCache {
     }
 
     fn file(&self, epoch: u64, digest: &str, part: &str) -> PathBuf {
-        self.dir.join(format!("{epoch}-{digest}.{part}.arrow"))
+        self.dir.join(format!("{epoch}-{digest}.{part}.cols"))
     }
 
     /// Starts writing what `epoch` hands on, in a thread of its own, under a
@@ -178,7 +178,9 @@ impl EpochCache {
         for entry in std::fs::read_dir(&self.dir)?.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.ends_with(".arrow") && !name.starts_with(&keep) {
+            // `.arrow`: the Arrow IPC files of builds before this format.
+            let ours = name.ends_with(".cols") || name.ends_with(".arrow");
+            if ours && !name.starts_with(&keep) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -386,7 +388,8 @@ mod tests {
         assert!(c.load(4, "abd", 3).is_none());
         assert!(c.load(3, "abc", 3).is_none());
         assert!(c.load(4, "abc", 2).is_none(), "uid index 2 past 2 peers");
-        // A newer epoch replaces it.
+        // A newer epoch replaces it, and what an older build left.
+        std::fs::write(c.dir().join("3-old.rows.arrow"), b"ipc").unwrap();
         c.start(5, carried()).finish("def");
         assert!(c.load(4, "abc", 3).is_none());
         let seg = c.file(5, "def", "segments");
