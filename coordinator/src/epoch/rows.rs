@@ -5,7 +5,7 @@
 //! in [`InForce::below_k`], recorded as a `below_k` rejection).
 
 use crate::ingest::AcceptedRow;
-use crate::math::{Edges, Rows};
+use crate::math::{Edges, Kept, Loc, Rows};
 use crate::registry::Registry;
 use crate::Result;
 
@@ -132,33 +132,23 @@ pub(crate) fn in_force_in(
             }
         });
     let fresh = Edges::new(src, dst, weight);
-    // The pieces in peer order: runs of carried rows as slices of
-    // `carried`, between runs of new rows as slices of `fresh`.
-    let mut pieces = vec![];
-    let mut run: Option<(bool, usize, usize)> = None;
-    let mut fresh_at = 0;
-    for take in plans.iter().flat_map(|p| &p.take) {
-        let next = match take {
-            Take::New(r) if !r.dst.is_empty() => {
-                fresh_at += r.dst.len();
-                (true, fresh_at - r.dst.len(), fresh_at)
-            }
-            Take::Carried(a, b) if b > a => (false, *a, *b),
-            _ => continue,
-        };
-        run = match run {
-            Some((f, a, b)) if f == next.0 && b == next.1 => Some((f, a, next.2)),
-            done => {
-                if let Some((f, a, b)) = done {
-                    pieces.push(if f { &fresh } else { carried }.slice(a, b));
-                }
-                Some(next)
-            }
-        };
-    }
-    if let Some((f, a, b)) = run {
-        pieces.push(if f { &fresh } else { carried }.slice(a, b));
-    }
+    // Carried rows stay slices of `carried`; new rows are slices of `fresh`.
+    let kept = plans.iter().flat_map(|p| &p.take).map(|take| match take {
+        Take::New(r) => Kept::New(r.dst.len()),
+        Take::Carried(lo, hi) => Kept::Old(Loc {
+            part: 0,
+            lo: *lo,
+            hi: *hi,
+        }),
+        Take::Nothing => Kept::New(0),
+    });
+    let pieces = crate::math::lay_out(
+        kept,
+        std::slice::from_ref(carried),
+        &fresh,
+        total,
+        |p, lo, hi| p.slice(lo, hi),
+    );
     Ok(InForce {
         edges: Rows { parts: pieces },
         weights_epoch: plans

@@ -25,7 +25,7 @@
 //! the rounding of one division, whether bonds are 10^12 base units or 10^-3.
 
 use super::fixed;
-use super::{Bonds, Column, Loc, Rows};
+use super::{Bonds, Column, Kept, Loc, Rows};
 
 /// Every holder starts a new segment at least once per this many epochs (at
 /// the epochs where `epoch % CHECKPOINT_EPOCHS == uid % CHECKPOINT_EPOCHS`),
@@ -260,41 +260,15 @@ impl Segments {
             bond: bond.into(),
             weight: weight.into(),
         };
-        // The pieces in holder order: runs of holders that go on, as slices
-        // of the previous pieces, between runs of new segments, as slices of
-        // `fresh`.
-        let mut pieces: Vec<Entries> = vec![];
-        let mut run: Option<Run> = None;
-        let mut fresh_at = 0;
-        for plan in &plans {
-            for fate in &plan.fate {
-                let next = match *fate {
-                    Fate::GoesOn(l) if l.hi == l.lo => continue,
-                    Fate::GoesOn(l) => Run::Old(l),
-                    Fate::Starts { written: 0, .. } => continue,
-                    Fate::Starts { written, .. } => {
-                        fresh_at += written;
-                        Run::Fresh(fresh_at - written, fresh_at)
-                    }
-                };
-                run = match (run, next) {
-                    (Some(Run::Old(a)), Run::Old(b)) if a.part == b.part && a.hi == b.lo => {
-                        Some(Run::Old(Loc { hi: b.hi, ..a }))
-                    }
-                    (Some(Run::Fresh(a, _)), Run::Fresh(_, b)) => Some(Run::Fresh(a, b)),
-                    (done, next) => {
-                        if let Some(done) = done {
-                            pieces.push(done.piece(&self.parts, &fresh));
-                        }
-                        Some(next)
-                    }
-                };
-            }
-        }
-        if let Some(done) = run {
-            pieces.push(done.piece(&self.parts, &fresh));
-        }
-        debug_assert_eq!(fresh_at, total);
+        // Holders that go on stay slices of the previous pieces; new
+        // segments are slices of `fresh`.
+        let kept = plans.iter().flat_map(|p| &p.fate).map(|fate| match *fate {
+            Fate::GoesOn(l) => Kept::Old(l),
+            Fate::Starts { written, .. } => Kept::New(written),
+        });
+        let pieces = super::lay_out(kept, &self.parts, &fresh, total, |p, lo, hi| {
+            p.slice(lo, hi)
+        });
         Segments {
             parts: pieces,
             start: plans.iter().flat_map(|d| d.start.iter().copied()).collect(),
@@ -440,24 +414,6 @@ impl Segments {
             .filter(|(_, w)| **w != 0.0)
             .map(|(d, w)| (*d, w.to_bits()));
         mine.eq(theirs)
-    }
-}
-
-/// A run of holders' entries in the new pieces.
-#[derive(Clone, Copy)]
-enum Run {
-    /// Kept where they were.
-    Old(Loc),
-    /// Entries `a..b` of the new segments' piece.
-    Fresh(usize, usize),
-}
-
-impl Run {
-    fn piece(self, old: &[Entries], fresh: &Entries) -> Entries {
-        match self {
-            Run::Old(l) => old[l.part].slice(l.lo, l.hi),
-            Run::Fresh(a, b) => fresh.slice(a, b),
-        }
     }
 }
 

@@ -151,6 +151,58 @@ pub(crate) fn cat<P, T: arrow::datatypes::ArrowNativeType>(
         .collect()
 }
 
+/// Where one owner's entries are in this epoch's pieces.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kept {
+    /// Where they were: at this place of the previous pieces.
+    Old(Loc),
+    /// The next this many entries of the new piece.
+    New(usize),
+}
+
+/// This epoch's pieces in owner order, from each owner's [`Kept`]: a run of
+/// owners kept side by side in one previous piece is one slice of it, a run
+/// of new ones one slice of `fresh` (which holds `fresh_len` entries, in
+/// owner order). `slice(p, lo, hi)` shares `p`'s buffers.
+pub(crate) fn lay_out<P>(
+    owners: impl IntoIterator<Item = Kept>,
+    old: &[P],
+    fresh: &P,
+    fresh_len: usize,
+    slice: impl Fn(&P, usize, usize) -> P,
+) -> Vec<P> {
+    let mut pieces = vec![];
+    let mut run: Option<(Option<usize>, usize, usize)> = None;
+    let mut fresh_at = 0;
+    let mut close = |run: (Option<usize>, usize, usize)| {
+        pieces.push(match run {
+            (Some(part), lo, hi) => slice(&old[part], lo, hi),
+            (None, lo, hi) => slice(fresh, lo, hi),
+        })
+    };
+    for kept in owners {
+        // (the previous piece, or none for `fresh`; entries lo..hi)
+        let next = match kept {
+            Kept::Old(l) if l.hi > l.lo => (Some(l.part), l.lo, l.hi),
+            Kept::New(len) if len > 0 => {
+                fresh_at += len;
+                (None, fresh_at - len, fresh_at)
+            }
+            _ => continue,
+        };
+        run = match run {
+            Some((p, lo, hi)) if p == next.0 && hi == next.1 => Some((p, lo, next.2)),
+            done => {
+                done.map(&mut close);
+                Some(next)
+            }
+        };
+    }
+    run.map(&mut close);
+    debug_assert_eq!(fresh_at, fresh_len);
+    pieces
+}
+
 /// Where one owner's entries are: piece `part`, entries `lo..hi` of it
 /// (empty for an owner with none).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
