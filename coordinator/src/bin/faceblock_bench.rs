@@ -57,7 +57,8 @@ enum Cmd {
         #[arg(long, default_value_t = 1.0)]
         share: f64,
     },
-    /// Time epochs 1 (everyone resubmits) and 2 (1 % resubmit) on a fresh network.
+    /// Time epoch 1 (everyone resubmits), then epochs 2, 3, … (1 % resubmit,
+    /// other peers each epoch) on a fresh network.
     Steady {
         /// Peers.
         #[arg(long)]
@@ -74,9 +75,13 @@ enum Cmd {
         /// The SciPy steady-state script.
         #[arg(long, default_value = "pipelines/bench/steady_scipy.py")]
         scipy: PathBuf,
-        /// Share of peers that resubmit in the second timed epoch.
+        /// Share of peers that resubmit in each epoch after the first timed one.
         #[arg(long, default_value_t = 0.01)]
         few: f64,
+        /// How many epochs with `--few` resubmitting to time, one after
+        /// another (the epoch cache's entries grow over them).
+        #[arg(long, default_value_t = 3)]
+        later: u64,
     },
     /// Time SPEC 5.2 alone, in process, on epoch 1 of the generated shape
     /// (every row new, epoch 0's bonds carried): the plans, plan by plan,
@@ -290,6 +295,8 @@ fn dir_bytes(p: &Path) -> u64 {
 /// One timed `faceblock epoch run --timings` under `/usr/bin/time -v`.
 struct Run {
     wall: f64,
+    /// User plus system CPU seconds.
+    cpu: f64,
     peak_mib: f64,
     timings: String,
     ledger_bytes: u64,
@@ -325,8 +332,16 @@ fn epoch_run(root: &Path) -> anyhow::Result<Run> {
         .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(f64::NAN);
+    let seconds = |what: &str| -> f64 {
+        stderr
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(what))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(f64::NAN)
+    };
     Ok(Run {
         wall,
+        cpu: seconds("User time (seconds):") + seconds("System time (seconds):"),
         peak_mib: peak_kib / 1024.0,
         timings: stdout
             .lines()
@@ -353,6 +368,7 @@ fn steady(
     python: &str,
     scipy: &Path,
     few: f64,
+    later: u64,
 ) -> anyhow::Result<()> {
     let tmp;
     let base = match dir {
@@ -380,7 +396,8 @@ fn steady(
     println!("generated epoch 0 in {:.1} s", t.elapsed().as_secs_f64());
     let r0 = epoch_run(&root)?;
     report("epoch 0 (genesis, every row new)", &r0);
-    let cases = [(1u64, 1.0, "epoch 1, every peer resubmits"), (2, few, "")];
+    let cases = std::iter::once((1u64, 1.0, "epoch 1, every peer resubmits"))
+        .chain((2..2 + later.max(1)).map(|e| (e, few, "")));
     let mut arith = vec![];
     let mut written = vec![];
     for (epoch, share, label) in cases {
@@ -422,9 +439,11 @@ fn steady(
                 .and_then(|s| s.split(' ').next())
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(f64::NAN);
-            for (a, case) in arith.iter().zip(["every peer", "few peers"]) {
+            for (e, a) in arith.iter().enumerate() {
+                let case = if e == 0 { "every peer" } else { "few peers" };
                 println!(
-                    "arithmetic ({case} resubmit): faceblock {a:.0} ms vs SciPy {sp:.0} ms = {:.2}x SciPy's speed",
+                    "arithmetic (epoch {}, {case} resubmit): faceblock {a:.0} ms vs SciPy {sp:.0} ms = {:.2}x SciPy's speed",
+                    e + 1,
                     sp / a
                 );
             }
@@ -444,8 +463,10 @@ fn steady(
 
 fn report(label: &str, r: &Run) {
     println!(
-        "{label}: wall {:.2} s, peak RSS {:.0} MiB, ledger bytes written {:.1} MB",
+        "{label}: wall {:.2} s, CPU {:.1} s ({:.2} cores on average), peak RSS {:.0} MiB, ledger bytes written {:.1} MB",
         r.wall,
+        r.cpu,
+        r.cpu / r.wall,
         r.peak_mib,
         r.ledger_bytes as f64 / 1e6
     );
@@ -476,7 +497,8 @@ fn main() -> ExitCode {
             python,
             scipy,
             few,
-        } => steady(peers, weights, dir, &python, &scipy, few),
+            later,
+        } => steady(peers, weights, dir, &python, &scipy, few, later),
         Cmd::Arith {
             peers,
             weights,

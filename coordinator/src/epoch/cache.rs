@@ -11,14 +11,23 @@
 //! anything wrong with it is a warning, never a failed epoch.
 //!
 //! Files hold whole columns, raw and aligned (see [`write`]), so that a
-//! reader maps them as they are and an epoch whose segments are pieces
-//! writes them one after another, with no copy in between. They are
-//! written to a temporary name and renamed, so a reader sees the whole
-//! file or none. They are not
-//! fsynced (a gigabyte's fsync was the 1 % epoch's critical path): a CRC-32
-//! of the columns in the schema's metadata catches a file that a crash left
-//! with lost pages, and such a file is a miss. Only the newest epoch is kept
-//! per store.
+//! reader maps them as they are. An entry grows with what changed: a list
+//! (`{epoch}-{digest}.list`) names, in owner order, runs of entries in data
+//! files (`{epoch}-{digest}.rows.cols`, `….segments.cols`). An epoch writes
+//! into its own data files only the entries that are not already a run of
+//! an earlier file, which are the rows and segments that changed: the
+//! pieces it kept are slices of the files it mapped, and are recognised as
+//! such. When the runs grow too many, the files it still needs hold too
+//! much that is no longer used, or most entries are new anyway, the epoch
+//! writes every entry into its own files instead (see [`Layout::plan`]).
+//!
+//! Files are written to a temporary name and renamed, so a reader sees the
+//! whole file or none; the list is renamed into place last, and files that
+//! no list names any more are removed after it. They are not fsynced (a
+//! gigabyte's fsync was the 1 % epoch's critical path): a CRC-32 in each
+//! file's header and at the end of the list catches what a crash left with
+//! lost pages, and such an entry is a miss. Only the newest epoch's list is
+//! kept per store.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -40,7 +49,7 @@ pub struct Pending {
     cache: EpochCache,
     epoch: u64,
     tag: String,
-    writing: std::thread::JoinHandle<std::io::Result<()>>,
+    writing: std::thread::JoinHandle<std::io::Result<Written>>,
     started: std::time::Instant,
 }
 
@@ -52,7 +61,7 @@ impl Pending {
             Ok(r) => r,
             Err(_) => Err(std::io::Error::other("the writing thread panicked")),
         };
-        match r.and_then(|()| self.cache.publish(self.epoch, &self.tag, digest)) {
+        match r.and_then(|w| self.cache.publish(self.epoch, &self.tag, digest, &w)) {
             Ok(()) => debug!(
                 epoch = self.epoch,
                 ms = self.started.elapsed().as_millis() as u64,
@@ -85,6 +94,163 @@ pub struct Carried {
     pub rows: Rows,
     /// Segment entries after the epoch (per-holder start and stake come from `state`).
     pub segments: Segments,
+    /// The cache files the previous epoch's entry was read from. Pieces
+    /// that are slices of them are named, not written again.
+    pub from: Sources,
+}
+
+/// Data files of this cache, mapped in: kept alive while an epoch runs, so
+/// that a piece that lies in one of them is one of its runs (an address
+/// cannot be reused while its mapping lives).
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    rows: Vec<Mapped>,
+    segments: Vec<Mapped>,
+}
+
+/// One data file: its name without the table and extension, and its columns.
+#[derive(Debug, Clone)]
+struct Mapped {
+    stem: String,
+    u32s: Vec<Column<u32>>,
+    f64s: Vec<Column<f64>>,
+}
+
+impl Mapped {
+    fn len(&self) -> usize {
+        self.u32s.first().map_or(0, |c| c.len())
+    }
+
+    /// Where `piece` starts in this file, if it is a slice of it.
+    fn find(&self, piece: &Piece<'_>) -> Option<usize> {
+        let at = |c: &[u8]| c.as_ptr() as usize;
+        let (first, len) = (piece.u32s.first()?, piece.len());
+        let base = self.u32s.first()?.as_ptr() as usize;
+        let off = (first.as_ptr() as usize).checked_sub(base)?;
+        let i = off / 4;
+        if off % 4 != 0 || i + len > self.len() {
+            return None;
+        }
+        let same_u = (piece.u32s.iter().zip(&self.u32s))
+            .all(|(p, m)| at(p.inner().as_slice()) == at(m.inner().as_slice()) + 4 * i);
+        let same_f = (piece.f64s.iter().zip(&self.f64s))
+            .all(|(p, m)| at(p.inner().as_slice()) == at(m.inner().as_slice()) + 8 * i);
+        let whole = piece.u32s.len() == self.u32s.len() && piece.f64s.len() == self.f64s.len();
+        (same_u && same_f && whole).then_some(i)
+    }
+}
+
+/// One piece of a table, by column.
+struct Piece<'a> {
+    u32s: Vec<&'a Column<u32>>,
+    f64s: Vec<&'a Column<f64>>,
+}
+
+impl Piece<'_> {
+    fn len(&self) -> usize {
+        self.u32s.first().map_or(0, |c| c.len())
+    }
+}
+
+/// A run of entries: `lo..hi` of a data file (`None`: this epoch's).
+#[derive(Debug, Clone, PartialEq)]
+struct Run {
+    file: Option<String>,
+    lo: usize,
+    hi: usize,
+}
+
+/// What an epoch's writer produced: the runs of each table.
+#[derive(Debug, Default)]
+struct Written {
+    rows: Vec<Run>,
+    segments: Vec<Run>,
+}
+
+/// Past this many runs in one table, an epoch rewrites it whole: each run
+/// is a batch of the plans' tables, and reading the list costs per run.
+const MAX_RUNS: usize = 16_384;
+
+/// Past this many data files named by one table, an epoch rewrites it whole.
+const MAX_FILES: usize = 16;
+
+/// How one table of an entry is written: which pieces go into this epoch's
+/// file, and the runs the list names.
+struct Layout<'a> {
+    fresh: Vec<Piece<'a>>,
+    runs: Vec<Run>,
+    fresh_len: usize,
+}
+
+impl<'a> Layout<'a> {
+    /// Pieces that are slices of `from` are runs of those files; the others
+    /// are written. The whole table is written instead when that would
+    /// leave more than [`MAX_RUNS`] runs or [`MAX_FILES`] files, when the
+    /// files named would hold more than twice the entries used, or when at
+    /// least half the entries are new anyway.
+    fn plan(pieces: Vec<Piece<'a>>, from: &[Mapped]) -> Layout<'a> {
+        let pieces: Vec<Piece<'a>> = pieces.into_iter().filter(|p| p.len() > 0).collect();
+        let total: usize = pieces.iter().map(Piece::len).sum();
+        let mut runs: Vec<Run> = vec![];
+        let mut named = vec![false; from.len()];
+        let mut is_fresh = vec![];
+        let mut fresh_len = 0;
+        for p in &pieces {
+            let len = p.len();
+            let found = (from.iter().enumerate()).find_map(|(k, m)| m.find(p).map(|i| (k, i)));
+            let run = match found {
+                Some((k, i)) => {
+                    named[k] = true;
+                    Run {
+                        file: Some(from[k].stem.clone()),
+                        lo: i,
+                        hi: i + len,
+                    }
+                }
+                None => {
+                    fresh_len += len;
+                    Run {
+                        file: None,
+                        lo: fresh_len - len,
+                        hi: fresh_len,
+                    }
+                }
+            };
+            is_fresh.push(found.is_none());
+            match runs.last_mut() {
+                Some(last) if last.file == run.file && last.hi == run.lo => last.hi = run.hi,
+                _ => runs.push(run),
+            }
+        }
+        let files = named.iter().filter(|n| **n).count();
+        let held: usize = (from.iter().zip(&named))
+            .filter(|(_, n)| **n)
+            .map(|(m, _)| m.len())
+            .sum();
+        let kept = total - fresh_len;
+        let whole = runs.len() > MAX_RUNS
+            || files + 1 > MAX_FILES
+            || held > 2 * kept
+            || 2 * fresh_len >= total;
+        if whole {
+            return Layout {
+                fresh: pieces,
+                runs: vec![Run {
+                    file: None,
+                    lo: 0,
+                    hi: total,
+                }],
+                fresh_len: total,
+            };
+        }
+        Layout {
+            fresh: (pieces.into_iter().zip(is_fresh))
+                .filter_map(|(p, f)| f.then_some(p))
+                .collect(),
+            runs,
+            fresh_len,
+        }
+    }
 }
 
 impl EpochCache {
@@ -112,13 +278,17 @@ impl EpochCache {
         &self.dir
     }
 
-    fn file(&self, epoch: u64, digest: &str, part: &str) -> PathBuf {
-        self.dir.join(format!("{epoch}-{digest}.{part}.cols"))
+    fn file(&self, stem: &str, part: &str) -> PathBuf {
+        self.dir.join(format!("{stem}.{part}.cols"))
+    }
+
+    fn list(&self, epoch: u64, digest: &str) -> PathBuf {
+        self.dir.join(format!("{epoch}-{digest}.list"))
     }
 
     /// Starts writing what `epoch` hands on, in a thread of its own, under a
     /// provisional name: the state is known once the bonds are advanced,
-    /// the digest only after every table is built, and the gigabyte written
+    /// the digest only after every table is built, and what is written
     /// here need not wait for it. [`Pending::finish`] names it by the digest.
     pub fn start(&self, epoch: u64, carried: Carried) -> Pending {
         let tag = format!("pending{}", std::process::id());
@@ -128,7 +298,7 @@ impl EpochCache {
             let tag = tag.clone();
             std::thread::spawn(move || {
                 yield_cores();
-                cache.write_files(epoch, &tag, &carried)
+                cache.write_files(&format!("{epoch}-{tag}"), &carried)
             })
         };
         Pending {
@@ -140,47 +310,81 @@ impl EpochCache {
         }
     }
 
-    fn write_files(&self, epoch: u64, tag: &str, c: &Carried) -> std::io::Result<()> {
+    fn write_files(&self, stem: &str, c: &Carried) -> std::io::Result<Written> {
         std::fs::create_dir_all(&self.dir)?;
-        let r = &c.rows.parts;
-        write(
-            &self.file(epoch, tag, "rows"),
-            c.rows.len(),
-            &[
-                r.iter().map(|e| &e.src).collect(),
-                r.iter().map(|e| &e.dst).collect(),
-            ],
-            &[r.iter().map(|e| &e.weight).collect()],
-        )?;
-        let p = &c.segments.parts;
-        write(
-            &self.file(epoch, tag, "segments"),
-            c.segments.len(),
-            &[
-                p.iter().map(|p| &p.holder).collect(),
-                p.iter().map(|p| &p.peer).collect(),
-            ],
-            &[
-                p.iter().map(|p| &p.bond).collect(),
-                p.iter().map(|p| &p.weight).collect(),
-            ],
-        )
+        let rows = (c.rows.parts.iter())
+            .map(|e| Piece {
+                u32s: vec![&e.src, &e.dst],
+                f64s: vec![&e.weight],
+            })
+            .collect();
+        let segments = (c.segments.parts.iter())
+            .map(|p| Piece {
+                u32s: vec![&p.holder, &p.peer],
+                f64s: vec![&p.bond, &p.weight],
+            })
+            .collect();
+        let mut out = Written::default();
+        for (part, pieces, from, runs, floats) in [
+            ("rows", rows, &c.from.rows, &mut out.rows, 1),
+            ("segments", segments, &c.from.segments, &mut out.segments, 2),
+        ] {
+            let l = Layout::plan(pieces, from);
+            write(
+                &self.file(stem, part),
+                l.fresh_len,
+                &(0..2)
+                    .map(|c| l.fresh.iter().map(|p| p.u32s[c]).collect())
+                    .collect::<Vec<_>>(),
+                &(0..floats)
+                    .map(|c| l.fresh.iter().map(|p| p.f64s[c]).collect())
+                    .collect::<Vec<_>>(),
+            )?;
+            debug!(
+                table = part,
+                written = l.fresh_len,
+                runs = l.runs.len(),
+                "epoch cache table"
+            );
+            *runs = l.runs;
+        }
+        Ok(out)
     }
 
-    /// Names the provisional files by `digest` and drops every other entry
-    /// (older epochs, and what a failed run left).
-    fn publish(&self, epoch: u64, tag: &str, digest: &str) -> std::io::Result<()> {
+    /// Names this epoch's files by `digest`, writes the list, and drops
+    /// every file no longer named (older epochs, and what a failed run left).
+    fn publish(&self, epoch: u64, tag: &str, digest: &str, w: &Written) -> std::io::Result<()> {
+        let stem = format!("{epoch}-{digest}");
         for part in ["rows", "segments"] {
-            std::fs::rename(self.file(epoch, tag, part), self.file(epoch, digest, part))?;
+            std::fs::rename(
+                self.file(&format!("{epoch}-{tag}"), part),
+                self.file(&stem, part),
+            )?;
         }
-        // Older epochs are never read again.
-        let keep = format!("{epoch}-{digest}.");
+        let mut text = String::from(LIST_HEAD);
+        let mut keep = std::collections::BTreeSet::new();
+        for (part, runs) in [("rows", &w.rows), ("segments", &w.segments)] {
+            keep.insert(format!("{stem}.{part}.cols"));
+            for r in runs {
+                let file = r.file.as_deref().unwrap_or(&stem);
+                keep.insert(format!("{file}.{part}.cols"));
+                text.push_str(&format!("{part} {file} {} {}\n", r.lo, r.hi));
+            }
+        }
+        text.push_str(&format!("end {:08x}\n", crc32fast::hash(text.as_bytes())));
+        let list = self.list(epoch, digest);
+        let tmp = list.with_extension("list.tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, &list)?;
+        keep.insert(format!("{stem}.list"));
         for entry in std::fs::read_dir(&self.dir)?.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             // `.arrow`: the Arrow IPC files of builds before this format.
-            let ours = name.ends_with(".cols") || name.ends_with(".arrow");
-            if ours && !name.starts_with(&keep) {
+            let ours = [".cols", ".arrow", ".list"]
+                .iter()
+                .any(|x| name.ends_with(x));
+            if ours && !keep.contains(name.as_ref()) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -190,44 +394,125 @@ impl EpochCache {
     /// What `epoch` handed on, if this cache holds it for `digest` and it is
     /// whole; indices are checked against `n` peers.
     pub fn load(&self, epoch: u64, digest: &str, n: usize) -> Option<Carried> {
-        let rows = self.file(epoch, digest, "rows");
-        let segments = self.file(epoch, digest, "segments");
-        if !rows.exists() || !segments.exists() {
+        let list = self.list(epoch, digest);
+        let Ok(text) = std::fs::read_to_string(&list) else {
             debug!(epoch, "no epoch cache entry");
             return None;
-        }
-        match read(&rows, 1).and_then(|(mut u, mut f)| {
-            let (src, dst) = (u.remove(0), u.remove(0));
-            let rows = Edges {
-                src,
-                dst,
-                weight: f.remove(0),
-            };
-            let (mut u, mut f) = read(&segments, 2)?;
-            let (holder, peer) = (u.remove(0), u.remove(0));
-            let (bond, weight) = (f.remove(0), f.remove(0));
-            let bad = |v: &[u32]| v.iter().any(|i| *i as usize >= n);
-            if bad(&rows.src) || bad(&rows.dst) || bad(&holder) || bad(&peer) {
-                return Err(std::io::Error::other("an index past the registry"));
-            }
-            let entries = Entries {
-                holder,
-                peer,
-                bond,
-                weight,
-            };
-            Ok(Carried {
-                rows: rows.into(),
-                segments: Segments::of(entries, vec![], vec![]),
-            })
-        }) {
+        };
+        match self.load_list(&text, n) {
             Ok(c) => Some(c),
             Err(e) => {
-                warn!(file = %rows.display(), error = %e, "ignoring a damaged epoch cache entry; reading the ledger");
+                warn!(file = %list.display(), error = %e, "ignoring a damaged epoch cache entry; reading the ledger");
                 None
             }
         }
     }
+
+    fn load_list(&self, text: &str, n: usize) -> std::io::Result<Carried> {
+        let runs = parse_list(text)?;
+        let mut from = Sources::default();
+        let mut rows = Rows::default();
+        let mut segments = Segments::default();
+        for (part, file, lo, hi) in runs {
+            let (mapped, floats) = match part {
+                Table::Rows => (&mut from.rows, 1),
+                Table::Segments => (&mut from.segments, 2),
+            };
+            let k = match mapped.iter().position(|m| m.stem == file) {
+                Some(k) => k,
+                None => {
+                    let name = if floats == 1 { "rows" } else { "segments" };
+                    let (u32s, f64s) = read(&self.file(&file, name), floats)?;
+                    let bad = |v: &[u32]| v.iter().any(|i| *i as usize >= n);
+                    if u32s.iter().any(|c| bad(c)) {
+                        return Err(std::io::Error::other("an index past the registry"));
+                    }
+                    mapped.push(Mapped {
+                        stem: file,
+                        u32s,
+                        f64s,
+                    });
+                    mapped.len() - 1
+                }
+            };
+            let m = &mapped[k];
+            if lo > hi || hi > m.len() {
+                return Err(std::io::Error::other("a run past its file's end"));
+            }
+            let (u, f) = (&m.u32s, &m.f64s);
+            let len = hi - lo;
+            match part {
+                Table::Rows => rows.parts.push(Edges {
+                    src: u[0].slice(lo, len),
+                    dst: u[1].slice(lo, len),
+                    weight: f[0].slice(lo, len),
+                }),
+                Table::Segments => segments.parts.push(Entries {
+                    holder: u[0].slice(lo, len),
+                    peer: u[1].slice(lo, len),
+                    bond: f[0].slice(lo, len),
+                    weight: f[1].slice(lo, len),
+                }),
+            }
+        }
+        Ok(Carried {
+            rows,
+            segments,
+            from,
+        })
+    }
+}
+
+/// The list's first line; its number is the list format's version.
+const LIST_HEAD: &str = "faceblock epoch cache 3\n";
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Table {
+    Rows,
+    Segments,
+}
+
+/// The runs a list names, in order, after its checksum is checked.
+fn parse_list(text: &str) -> std::io::Result<Vec<(Table, String, usize, usize)>> {
+    let bad = |what: &str| std::io::Error::other(format!("epoch cache list: {what}"));
+    let body_end = text
+        .trim_end_matches('\n')
+        .rfind('\n')
+        .map(|i| i + 1)
+        .ok_or_else(|| bad("too short"))?;
+    let (body, end) = text.split_at(body_end);
+    let crc = end
+        .trim_end()
+        .strip_prefix("end ")
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+        .ok_or_else(|| bad("no checksum line"))?;
+    if crc32fast::hash(body.as_bytes()) != crc {
+        return Err(bad("checksum mismatch"));
+    }
+    let body = body
+        .strip_prefix(LIST_HEAD)
+        .ok_or_else(|| bad("not this format"))?;
+    let mut runs = vec![];
+    for line in body.lines() {
+        let mut f = line.split(' ');
+        let (Some(part), Some(file), Some(lo), Some(hi), None) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            return Err(bad("a line that is not a run"));
+        };
+        let part = match part {
+            "rows" => Table::Rows,
+            "segments" => Table::Segments,
+            _ => return Err(bad("an unknown table")),
+        };
+        // A stem is `{epoch}-{digest}`: nothing that leaves the folder.
+        if file.is_empty() || !file.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(bad("a file name that is not a stem"));
+        }
+        let num = |s: &str| s.parse::<usize>().map_err(|_| bad("a run bound"));
+        runs.push((part, file.to_string(), num(lo)?, num(hi)?));
+    }
+    Ok(runs)
 }
 
 /// The format's first bytes; the last is its version.
@@ -370,6 +655,7 @@ mod tests {
                 vec![],
                 vec![],
             ),
+            from: Sources::default(),
         }
     }
 
@@ -392,11 +678,12 @@ mod tests {
         std::fs::write(c.dir().join("3-old.rows.arrow"), b"ipc").unwrap();
         c.start(5, carried()).finish("def");
         assert!(c.load(4, "abc", 3).is_none());
-        let seg = c.file(5, "def", "segments");
+        let seg = c.file("5-def", "segments");
         let bytes = std::fs::read(&seg).unwrap();
         std::fs::write(&seg, &bytes[..bytes.len() / 2]).unwrap();
         assert!(c.load(5, "def", 3).is_none(), "a cut file is a miss");
-        assert_eq!(std::fs::read_dir(c.dir()).unwrap().count(), 2);
+        // The list and its two files.
+        assert_eq!(std::fs::read_dir(c.dir()).unwrap().count(), 3);
     }
 
     /// Files are not fsynced: a page lost in a crash leaves a whole-looking
@@ -407,7 +694,7 @@ mod tests {
         let c = EpochCache::new(root.path(), "file:///net");
         c.start(4, carried()).finish("abc");
         assert!(c.load(4, "abc", 3).is_some());
-        let rows = c.file(4, "abc", "rows");
+        let rows = c.file("4-abc", "rows");
         let mut bytes = std::fs::read(&rows).unwrap();
         let at = bytes
             .windows(8)
@@ -416,5 +703,97 @@ mod tests {
         bytes[at..at + 8].copy_from_slice(&0.5f64.to_le_bytes());
         std::fs::write(&rows, &bytes).unwrap();
         assert!(c.load(4, "abc", 3).is_none(), "a changed weight is a miss");
+    }
+
+    fn rows_of(peers: std::ops::Range<u32>, base: f64) -> Edges {
+        let src: Vec<u32> = peers.clone().flat_map(|i| [i; 3]).collect();
+        let dst: Vec<u32> = peers
+            .flat_map(|i| [(i + 1) % 10, (i + 2) % 10, (i + 3) % 10])
+            .collect();
+        let weight = (0..src.len()).map(|k| base + k as f64).collect();
+        Edges::new(src, dst, weight)
+    }
+
+    fn entries_in(c: &EpochCache, stem: &str, part: &str) -> usize {
+        let floats = if part == "rows" { 1 } else { 2 };
+        read(&c.file(stem, part), floats).unwrap().0[0].len()
+    }
+
+    /// An epoch that kept most pieces of the entry it read writes only its
+    /// new entries and names the rest as runs of the older file; one with
+    /// mostly new entries, or one that would keep a file mostly unused,
+    /// writes everything and lets the older files go.
+    #[test]
+    fn an_entry_grows_with_what_changed() {
+        let root = tempfile::tempdir().unwrap();
+        let c = EpochCache::new(root.path(), "file:///net");
+        let full = Carried {
+            rows: rows_of(0..10, 0.5).into(),
+            ..carried()
+        };
+        c.start(4, full).finish("abc");
+        let four = c.load(4, "abc", 10).expect("hit");
+        assert_eq!(entries_in(&c, "4-abc", "rows"), 30);
+        // Epoch 5: peer 3 sent a new row; the others' rows are kept.
+        let kept = four.rows.entries().into_owned();
+        assert_eq!(four.rows.parts.len(), 1);
+        let one = &four.rows.parts[0];
+        let next = Rows {
+            parts: vec![one.slice(0, 9), rows_of(3..4, 100.0), one.slice(12, 30)],
+        };
+        c.start(
+            5,
+            Carried {
+                rows: next.clone(),
+                segments: four.segments.clone(),
+                from: four.from.clone(),
+            },
+        )
+        .finish("def");
+        assert_eq!(
+            entries_in(&c, "5-def", "rows"),
+            3,
+            "only the new row is written"
+        );
+        assert_eq!(entries_in(&c, "5-def", "segments"), 0, "no segment changed");
+        let five = c.load(5, "def", 10).expect("hit");
+        assert_eq!(five.rows, next);
+        assert_eq!(five.rows.parts.len(), 3);
+        assert_eq!(five.segments, four.segments);
+        assert_ne!(*five.rows.entries(), kept);
+        assert!(c.file("4-abc", "rows").exists(), "still named by epoch 5");
+        assert!(!c.list(4, "abc").exists(), "only the newest list is kept");
+        // Epoch 6 keeps a third of the rows: the older files would be
+        // mostly unused, so everything is written again.
+        let few = Rows {
+            parts: vec![five.rows.parts[0].clone(), rows_of(9..10, 7.0)],
+        };
+        c.start(
+            6,
+            Carried {
+                rows: few.clone(),
+                segments: five.segments.clone(),
+                from: five.from.clone(),
+            },
+        )
+        .finish("ghi");
+        assert_eq!(entries_in(&c, "6-ghi", "rows"), 12);
+        let six = c.load(6, "ghi", 10).expect("hit");
+        assert_eq!(six.rows, few);
+        assert_eq!(six.segments, five.segments);
+        // The segments were still all kept: they stay in epoch 4's file.
+        assert_eq!(entries_in(&c, "6-ghi", "segments"), 0);
+        assert!(!c.file("4-abc", "rows").exists());
+        assert!(!c.file("5-def", "rows").exists());
+        assert!(c.file("4-abc", "segments").exists());
+        // A list that is changed, or names a file that is gone, is a miss.
+        let list = c.list(6, "ghi");
+        let text = std::fs::read_to_string(&list).unwrap();
+        std::fs::write(&list, text.replace("rows 6-ghi 0 12", "rows 6-ghi 0 11")).unwrap();
+        assert!(c.load(6, "ghi", 10).is_none(), "a changed list is a miss");
+        std::fs::write(&list, &text).unwrap();
+        assert!(c.load(6, "ghi", 10).is_some());
+        std::fs::remove_file(c.file("4-abc", "segments")).unwrap();
+        assert!(c.load(6, "ghi", 10).is_none(), "a missing file is a miss");
     }
 }

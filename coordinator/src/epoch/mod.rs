@@ -57,7 +57,7 @@ pub async fn prepare(
     cache: Option<&cache::EpochCache>,
 ) -> Result<Prepared> {
     let t = Instant::now();
-    let prev = previous::load(net, ledger, epoch, threads, cache).await?;
+    let mut prev = previous::load(net, ledger, epoch, threads, cache).await?;
     let load_previous = t.elapsed();
 
     // Join requests: next free uids in ascending order of public key bytes.
@@ -192,6 +192,7 @@ pub async fn prepare(
             cache::Carried {
                 rows: force.edges.clone(),
                 segments: segments.clone(),
+                from: std::mem::take(&mut prev.cached),
             },
         )
     });

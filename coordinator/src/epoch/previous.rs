@@ -13,7 +13,7 @@ use arrow::datatypes::{Float64Type, Int64Type};
 use faceblock_schemas::{NetworkFile, PublicKey};
 
 use crate::ledger::Ledger;
-use crate::math::{Edges, Segments};
+use crate::math::{Edges, Rows, Segments};
 use crate::registry::{Peer, Registry};
 use crate::{Error, Result};
 
@@ -29,14 +29,18 @@ pub struct Previous {
     pub stake: Vec<u64>,
     /// Epoch of each peer's row in force at e−1, by index.
     pub weights_epoch: Vec<Option<u64>>,
-    /// Rows in force at e−1, sorted by `(src, dst)`.
-    pub rows: Edges,
+    /// Rows in force at e−1, sorted by `(src, dst)` (pieces, as the epoch
+    /// cache hands them over).
+    pub rows: Rows,
     /// Bond segments at e−1 (none before epoch 0).
     pub segments: Segments,
     /// k in force for the epoch being run.
     pub k: u32,
     /// Digest of epoch e−1.
     pub prev_digest: String,
+    /// The epoch cache's files `rows` and `segments` were read from, if
+    /// they were (the next entry names what it keeps of them).
+    pub cached: super::cache::Sources,
 }
 
 fn col_i64(b: &RecordBatch, i: usize) -> &arrow::array::Int64Array {
@@ -152,8 +156,9 @@ pub async fn load(
             epoch = e,
             "previous epoch's rows and bond segments from the cache"
         );
-        p.rows = c.rows.entries().into_owned();
+        p.rows = c.rows;
         p.segments.parts = c.segments.parts;
+        p.cached = c.from;
         p.registry = registry;
         return Ok(p);
     }
@@ -170,7 +175,7 @@ pub async fn load(
     )
     .await?;
     let w = w.sorted(n);
-    p.rows = Edges::new(w.owner, w.peer, w.a);
+    p.rows = Edges::new(w.owner, w.peer, w.a).into();
 
     // Bond segments: each holder's entries from the partition of its bonds_epoch.
     let starts: Vec<Option<u64>> = p.segments.start.iter().map(|s| Some(*s)).collect();

@@ -24,15 +24,16 @@ pub struct InForce {
     pub below_k: Vec<(u32, u64, usize)>,
 }
 
-/// Merges the rows in force at e−1 (`carried`, by index) with this epoch's
-/// accepted rows. Peers that joined this epoch have indices past `carried`'s.
-/// With `meet_k`, carried rows shorter than it leave force.
+/// Merges the rows in force at e−1 (`carried`, by index, in any number of
+/// pieces) with this epoch's accepted rows. Peers that joined this epoch
+/// have indices past `carried`'s. With `meet_k`, carried rows shorter than
+/// it leave force.
 #[allow(clippy::too_many_arguments)]
 pub fn in_force(
     registry: &Registry,
     epoch: u64,
     ttl: u64,
-    carried: &Edges,
+    carried: &Rows,
     carried_epoch: &[Option<u64>],
     accepted: &[AcceptedRow],
     meet_k: Option<u32>,
@@ -54,13 +55,14 @@ pub fn in_force(
 /// [`in_force`] in `parts` ranges of peers, side by side: a first pass picks
 /// each peer's row and counts the new rows' entries, a second writes those
 /// into one new piece (every entry written once, into memory touched once).
-/// Carried rows stay where they are: runs of them are slices of `carried`.
+/// Carried rows stay where they are: runs of them are slices of `carried`'s
+/// pieces.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn in_force_in(
     registry: &Registry,
     epoch: u64,
     ttl: u64,
-    carried: &Edges,
+    carried: &Rows,
     carried_epoch: &[Option<u64>],
     accepted: &[AcceptedRow],
     meet_k: Option<u32>,
@@ -73,6 +75,7 @@ pub(crate) fn in_force_in(
     for r in accepted {
         new_rows[r.src as usize] = Some(r);
     }
+    let at = carried.locate(n);
     let plans: Vec<Part> = (0..parts)
         .into_par_iter()
         .map(|p| {
@@ -81,13 +84,7 @@ pub(crate) fn in_force_in(
                 lo,
                 ..Part::default()
             };
-            let si = &carried.src;
-            let mut c = si.partition_point(|s| (*s as usize) < lo);
             for (i, new_row) in new_rows.iter().enumerate().take(hi).skip(lo) {
-                let start = c;
-                while c < si.len() && si[c] as usize == i {
-                    c += 1;
-                }
                 let (we, take) = pick(
                     registry,
                     i,
@@ -95,14 +92,14 @@ pub(crate) fn in_force_in(
                     epoch,
                     ttl,
                     carried_epoch,
-                    (start, c),
+                    at[i],
                     meet_k,
                     &mut part.below_k,
                 );
                 part.weights_epoch.push(we);
                 let (len, new) = match take {
                     Take::New(r) => (r.dst.len(), r.dst.len()),
-                    Take::Carried(a, b) => (b - a, 0),
+                    Take::Carried(l) => (l.hi - l.lo, 0),
                     Take::Nothing => (0, 0),
                 };
                 part.rows += usize::from(len > 0);
@@ -135,20 +132,12 @@ pub(crate) fn in_force_in(
     // Carried rows stay slices of `carried`; new rows are slices of `fresh`.
     let kept = plans.iter().flat_map(|p| &p.take).map(|take| match take {
         Take::New(r) => Kept::New(r.dst.len()),
-        Take::Carried(lo, hi) => Kept::Old(Loc {
-            part: 0,
-            lo: *lo,
-            hi: *hi,
-        }),
+        Take::Carried(l) => Kept::Old(*l),
         Take::Nothing => Kept::New(0),
     });
-    let pieces = crate::math::lay_out(
-        kept,
-        std::slice::from_ref(carried),
-        &fresh,
-        total,
-        |p, lo, hi| p.slice(lo, hi),
-    );
+    let pieces = crate::math::lay_out(kept, &carried.parts, &fresh, total, |p, lo, hi| {
+        p.slice(lo, hi)
+    });
     Ok(InForce {
         edges: Rows { parts: pieces },
         weights_epoch: plans
@@ -161,7 +150,7 @@ pub(crate) fn in_force_in(
 }
 
 /// Which row is in force for peer `i`: this epoch's, the carried one
-/// (entries `carried` of the previous rows), or none; and the epoch of
+/// (at `carried` among the previous rows), or none; and the epoch of
 /// that row. A carried row below k is withdrawn and noted in `below_k`.
 #[allow(clippy::too_many_arguments)]
 fn pick<'a>(
@@ -171,7 +160,7 @@ fn pick<'a>(
     epoch: u64,
     ttl: u64,
     carried_epoch: &[Option<u64>],
-    (start, c): (usize, usize),
+    carried: Loc,
     meet_k: Option<u32>,
     below_k: &mut Vec<(u32, u64, usize)>,
 ) -> (Option<u64>, Take<'a>) {
@@ -184,19 +173,20 @@ fn pick<'a>(
     if ttl > 0 && epoch.saturating_sub(we) >= ttl {
         return (None, Take::Nothing);
     }
-    if meet_k.is_some_and(|k| c - start < k as usize) && c > start {
-        below_k.push((registry.peers()[i].uid, we, c - start));
+    let set = carried.hi - carried.lo;
+    if meet_k.is_some_and(|k| set < k as usize) && set > 0 {
+        below_k.push((registry.peers()[i].uid, we, set));
         return (None, Take::Nothing);
     }
-    (Some(we), Take::Carried(start, c))
+    (Some(we), Take::Carried(carried))
 }
 
 /// A peer's row in force.
 enum Take<'a> {
     /// This epoch's accepted row.
     New(&'a AcceptedRow),
-    /// Entries `a..b` of the carried rows.
-    Carried(usize, usize),
+    /// These entries of the carried rows.
+    Carried(Loc),
     /// None.
     Nothing,
 }
@@ -248,7 +238,15 @@ mod tests {
                 weight.push(rng.gen());
             }
         }
-        let carried = Edges::new(src, dst, weight);
+        let one = Edges::new(src, dst, weight);
+        // The same rows cut into pieces at row boundaries, as a cache entry
+        // written in parts hands them over.
+        let cuts =
+            [0, 7, 8, 31, one.len()].map(|c| one.src.partition_point(|s| *s < c.min(40) as u32));
+        let cut = Rows {
+            parts: cuts.windows(2).map(|w| one.slice(w[0], w[1])).collect(),
+        };
+        assert_eq!(cut.parts.len(), 4);
         let accepted: Vec<AcceptedRow> = (0..n)
             .filter(|_| rng.gen_bool(0.3))
             .map(|i| AcceptedRow {
@@ -258,12 +256,13 @@ mod tests {
                 source: Source::Explicit,
             })
             .collect();
-        let run = |parts| {
+        let carried = Rows::from(one.clone());
+        let run_on = |carried: &Rows, parts| {
             in_force_in(
                 &registry,
                 9,
                 5,
-                &carried,
+                carried,
                 &carried_epoch,
                 &accepted,
                 Some(2),
@@ -271,12 +270,13 @@ mod tests {
             )
             .unwrap()
         };
+        let run = |parts| run_on(&carried, parts);
         let whole = run(1);
         assert!(!whole.below_k.is_empty(), "the case withdraws short rows");
         // Carried rows stay where they were: pieces that are slices of
         // `carried`, between pieces of the new rows.
-        let at = carried.src.as_ptr() as usize;
-        let shared = |p: &Edges| (at..at + 4 * carried.len()).contains(&(p.src.as_ptr() as usize));
+        let at = one.src.as_ptr() as usize;
+        let shared = |p: &Edges| (at..at + 4 * one.len()).contains(&(p.src.as_ptr() as usize));
         assert!(whole.edges.parts.iter().any(shared));
         assert!(!whole.edges.parts.iter().all(shared));
         assert!(whole.weights_epoch.iter().any(|e| e.is_none()));
@@ -286,6 +286,12 @@ mod tests {
             assert_eq!(split.weights_epoch, whole.weights_epoch, "{parts} ranges");
             assert_eq!(split.rows, whole.rows, "{parts} ranges");
             assert_eq!(split.below_k, whole.below_k, "{parts} ranges");
+            // Carried rows in pieces: the same, and still not copied.
+            let pieces = run_on(&cut, parts);
+            assert_eq!(pieces.edges, whole.edges, "{parts} ranges, pieces");
+            assert_eq!(pieces.weights_epoch, whole.weights_epoch);
+            assert_eq!(pieces.below_k, whole.below_k);
+            assert!(pieces.edges.parts.iter().any(shared));
         }
     }
 }

@@ -283,8 +283,11 @@ fn epoch_cache_folder_and_off() {
         .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
         .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(files.len(), 2, "{files:?}");
+    // Epoch 1's list and its two data files (every row was sent again, so
+    // nothing is named in epoch 0's).
+    assert_eq!(files.len(), 3, "{files:?}");
     assert!(files.iter().all(|f| f.starts_with("1-")), "{files:?}");
+    assert_eq!(files.iter().filter(|f| f.ends_with(".list")).count(), 1);
 
     // `off` wins over FACEBLOCK_CACHE, which common.rs sets for every command.
     let other = Net::new(3, &[100, 200, 300], "");

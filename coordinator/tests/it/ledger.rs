@@ -294,3 +294,92 @@ fn ledger_tables_are_parquet_file_lists_pruned_by_epoch() {
     }
     assert!(!plan.to_lowercase().contains("delta"), "{plan}");
 }
+
+/// Epochs in which a few peers send new rows, run with the epoch cache: each
+/// entry writes only what changed and names the rest in an earlier epoch's
+/// files, and every epoch commits the digest a run without the cache
+/// commits; the last entry reads back as the ledger does.
+#[test]
+fn a_growing_epoch_cache_changes_no_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let stores = [dir.path().join("cached"), dir.path().join("plain")];
+    let gen = |store: &Path, epoch: u64, share: &str| {
+        bench(&[
+            "generate",
+            "--peers",
+            "300",
+            "--weights",
+            "64",
+            "--store",
+            store.to_str().unwrap(),
+            "--epoch",
+            &epoch.to_string(),
+            "--share",
+            share,
+        ])
+    };
+    let digests = |store: &Path| {
+        fb(
+            store.to_str().unwrap(),
+            &[
+                "sql",
+                "--format",
+                "csv",
+                "SELECT epoch, digest FROM epochs ORDER BY epoch",
+            ],
+        )
+        .ok()
+        .stdout
+    };
+    let mut older_files_named = 0;
+    for e in 0..7u64 {
+        let share = if e < 2 { "1" } else { "0.02" };
+        for (s, arg) in stores.iter().zip([cache.to_str().unwrap(), "off"]) {
+            gen(s, e, share);
+            fb(s.to_str().unwrap(), &["epoch", "run", "--cache", arg]).ok();
+        }
+        if e >= 2 {
+            let entry = std::fs::read_dir(&cache).unwrap().next().unwrap().unwrap();
+            let names: Vec<String> = std::fs::read_dir(entry.path())
+                .unwrap()
+                .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            let lists: Vec<&String> = names.iter().filter(|n| n.ends_with(".list")).collect();
+            assert_eq!(lists.len(), 1, "{names:?}");
+            assert!(lists[0].starts_with(&format!("{e}-")), "{names:?}");
+            older_files_named += names
+                .iter()
+                .filter(|n| n.ends_with(".cols") && !n.starts_with(&format!("{e}-")))
+                .count();
+        }
+    }
+    assert!(
+        older_files_named > 0,
+        "no entry named an earlier epoch's files"
+    );
+    let (a, b) = (digests(&stores[0]), digests(&stores[1]));
+    assert_eq!(a.lines().count(), 8, "{a}");
+    assert_eq!(a, b);
+    // The last entry holds what the ledger holds, entry for entry.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use faceblock_coordinator::epoch::{cache::EpochCache, previous};
+        let store = faceblock_schemas::Store::open(stores[0].to_str().unwrap()).unwrap();
+        let file = faceblock_schemas::NetworkFile::load(&store).await.unwrap();
+        let ledger = faceblock_coordinator::ledger::Ledger::new(store);
+        let c = EpochCache::new(&cache, ledger.store().url().as_str());
+        let read = previous::load(&file, &ledger, 7, 2, None).await.unwrap();
+        let cached = previous::load(&file, &ledger, 7, 2, Some(&c))
+            .await
+            .unwrap();
+        assert!(cached.rows.parts.len() > 1, "the entry is in runs");
+        assert_eq!(cached.rows, read.rows);
+        assert_eq!(cached.segments, read.segments);
+    });
+    fb(
+        stores[0].to_str().unwrap(),
+        &["epoch", "verify", "--epoch", "6"],
+    )
+    .ok();
+}
