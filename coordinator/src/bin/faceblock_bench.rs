@@ -177,8 +177,12 @@ fn generate(root: &Path, n: u32, k: u32, epoch: u64, share: f64) -> anyhow::Resu
                 })
                 .collect(),
         };
+        // The peg doubles k while the loss is high; past the rows' width
+        // every row would leave force (`rows_meet_k`), which no network
+        // that wants to keep its rows runs into: k stops at the width.
         let params = Params {
             max_weights: k.max(1024),
+            k_max: k.clamp(1, Params::default().k_max),
             ..Params::default()
         };
         rt.block_on(faceblock_coordinator::init::init(&store, params, genesis))?

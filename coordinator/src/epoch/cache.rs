@@ -17,9 +17,10 @@
 //! into its own data files only the entries that are not already a run of
 //! an earlier file, which are the rows and segments that changed: the
 //! pieces it kept are slices of the files it mapped, and are recognised as
-//! such. When the runs grow too many, the files it still needs hold too
-//! much that is no longer used, or most entries are new anyway, the epoch
-//! writes every entry into its own files instead (see [`Layout::plan`]).
+//! such. When the runs grow too many, it also writes the shortest runs it
+//! kept; when the files it still needs are too many or hold too much that
+//! is no longer used, or most entries are new anyway, it writes every entry
+//! into its own files instead (see [`Layout::plan`]).
 //!
 //! Files are written to a temporary name and renamed, so a reader sees the
 //! whole file or none; the list is renamed into place last, and files that
@@ -167,12 +168,15 @@ struct Written {
     segments: Vec<Run>,
 }
 
-/// Past this many runs in one table, an epoch rewrites it whole: each run
-/// is a batch of the plans' tables, and reading the list costs per run.
-const MAX_RUNS: usize = 16_384;
+/// Past this many runs in one table, an epoch copies the shortest runs it
+/// kept into its own file until at most half as many are left: each run
+/// is a batch of the plans' tables (tens of microseconds each). The runs
+/// between changed owners are about exponentially long, so the shortest
+/// half of them holds under a fifth of the entries.
+const MAX_RUNS: usize = 8_192;
 
 /// Past this many data files named by one table, an epoch rewrites it whole.
-const MAX_FILES: usize = 16;
+const MAX_FILES: usize = 32;
 
 /// How one table of an entry is written: which pieces go into this epoch's
 /// file, and the runs the list names.
@@ -182,44 +186,108 @@ struct Layout<'a> {
     fresh_len: usize,
 }
 
+/// Runs and the pieces written, for the kept runs marked `copied` (ids
+/// from [`Layout::plan`]) and every piece not in a file.
+struct Laid {
+    runs: Vec<Run>,
+    written: Vec<bool>,
+    fresh_len: usize,
+}
+
 impl<'a> Layout<'a> {
     /// Pieces that are slices of `from` are runs of those files; the others
-    /// are written. The whole table is written instead when that would
-    /// leave more than [`MAX_RUNS`] runs or [`MAX_FILES`] files, when the
-    /// files named would hold more than twice the entries used, or when at
-    /// least half the entries are new anyway.
+    /// are written. Past [`MAX_RUNS`] runs the shortest kept runs are
+    /// written too. The whole table is written instead when the files
+    /// named would number more than [`MAX_FILES`] or hold more than twice
+    /// the entries used, or when at least half the entries are new anyway.
     fn plan(pieces: Vec<Piece<'a>>, from: &[Mapped]) -> Layout<'a> {
         let pieces: Vec<Piece<'a>> = pieces.into_iter().filter(|p| p.len() > 0).collect();
         let total: usize = pieces.iter().map(Piece::len).sum();
-        let mut runs: Vec<Run> = vec![];
-        let mut named = vec![false; from.len()];
-        let mut is_fresh = vec![];
-        let mut fresh_len = 0;
-        for p in &pieces {
-            let len = p.len();
-            let found = (from.iter().enumerate()).find_map(|(k, m)| m.find(p).map(|i| (k, i)));
-            let run = match found {
-                Some((k, i)) => {
-                    named[k] = true;
-                    Run {
+        // Each piece: its length, and where it lies in `from`, if it does.
+        let found: Vec<(usize, Option<(usize, usize)>)> = pieces
+            .iter()
+            .map(|p| {
+                let at = (from.iter().enumerate()).find_map(|(k, m)| m.find(p).map(|i| (k, i)));
+                (p.len(), at)
+            })
+            .collect();
+        // Kept runs: pieces side by side in one file; id and length of each.
+        let mut run_id = vec![usize::MAX; found.len()];
+        let mut kept_runs: Vec<usize> = vec![];
+        let mut last: Option<(usize, usize)> = None;
+        for (x, (len, at)) in found.iter().enumerate() {
+            let Some((k, i)) = *at else {
+                last = None;
+                continue;
+            };
+            match last {
+                Some((lk, end)) if lk == k && end == i => {
+                    *kept_runs.last_mut().expect("a run") += len
+                }
+                _ => kept_runs.push(*len),
+            }
+            run_id[x] = kept_runs.len() - 1;
+            last = Some((k, i + len));
+        }
+        let lay = |copied: &[bool]| -> Laid {
+            let mut runs: Vec<Run> = vec![];
+            let (mut written, mut fresh_len) = (vec![], 0);
+            for (x, (len, at)) in found.iter().enumerate() {
+                let keep = at.filter(|_| !copied[run_id[x]]);
+                let run = match keep {
+                    Some((k, i)) => Run {
                         file: Some(from[k].stem.clone()),
                         lo: i,
                         hi: i + len,
+                    },
+                    None => {
+                        fresh_len += len;
+                        Run {
+                            file: None,
+                            lo: fresh_len - len,
+                            hi: fresh_len,
+                        }
                     }
+                };
+                written.push(keep.is_none());
+                match runs.last_mut() {
+                    Some(l) if l.file == run.file && l.hi == run.lo => l.hi = run.hi,
+                    _ => runs.push(run),
                 }
-                None => {
-                    fresh_len += len;
-                    Run {
-                        file: None,
-                        lo: fresh_len - len,
-                        hi: fresh_len,
-                    }
-                }
+            }
+            Laid {
+                runs,
+                written,
+                fresh_len,
+            }
+        };
+        let mut copied = vec![false; kept_runs.len() + 1];
+        let mut laid = lay(&copied);
+        if laid.runs.len() > MAX_RUNS {
+            // The fewest shortest kept runs that bring the runs to half.
+            let mut order: Vec<usize> = (0..kept_runs.len()).collect();
+            order.sort_by_key(|r| kept_runs[*r]);
+            let mark = |m: usize| {
+                let mut c = vec![false; kept_runs.len() + 1];
+                order[..m].iter().for_each(|r| c[*r] = true);
+                c
             };
-            is_fresh.push(found.is_none());
-            match runs.last_mut() {
-                Some(last) if last.file == run.file && last.hi == run.lo => last.hi = run.hi,
-                _ => runs.push(run),
+            let (mut lo, mut hi) = (0, order.len());
+            while lo < hi {
+                let m = (lo + hi) / 2;
+                if lay(&mark(m)).runs.len() <= MAX_RUNS / 2 {
+                    hi = m;
+                } else {
+                    lo = m + 1;
+                }
+            }
+            copied = mark(lo);
+            laid = lay(&copied);
+        }
+        let mut named = vec![false; from.len()];
+        for (x, (_, at)) in found.iter().enumerate() {
+            if let (Some((k, _)), false) = (at, laid.written[x]) {
+                named[*k] = true;
             }
         }
         let files = named.iter().filter(|n| **n).count();
@@ -227,11 +295,8 @@ impl<'a> Layout<'a> {
             .filter(|(_, n)| **n)
             .map(|(m, _)| m.len())
             .sum();
-        let kept = total - fresh_len;
-        let whole = runs.len() > MAX_RUNS
-            || files + 1 > MAX_FILES
-            || held > 2 * kept
-            || 2 * fresh_len >= total;
+        let kept = total - laid.fresh_len;
+        let whole = files + 1 > MAX_FILES || held > 2 * kept || 2 * laid.fresh_len >= total;
         if whole {
             return Layout {
                 fresh: pieces,
@@ -244,11 +309,11 @@ impl<'a> Layout<'a> {
             };
         }
         Layout {
-            fresh: (pieces.into_iter().zip(is_fresh))
-                .filter_map(|(p, f)| f.then_some(p))
+            fresh: (pieces.into_iter().zip(&laid.written))
+                .filter_map(|(p, w)| w.then_some(p))
                 .collect(),
-            runs,
-            fresh_len,
+            runs: laid.runs,
+            fresh_len: laid.fresh_len,
         }
     }
 }
@@ -795,5 +860,62 @@ mod tests {
         assert!(c.load(6, "ghi", 10).is_some());
         std::fs::remove_file(c.file("4-abc", "segments")).unwrap();
         assert!(c.load(6, "ghi", 10).is_none(), "a missing file is a miss");
+    }
+
+    /// Past [`MAX_RUNS`] runs an epoch also writes the shortest runs it
+    /// kept, down to half as many runs, and still names the long ones.
+    #[test]
+    fn too_many_runs_are_cut_by_writing_the_short_ones() {
+        let root = tempfile::tempdir().unwrap();
+        let c = EpochCache::new(root.path(), "file:///net");
+        // One entry per owner; 6,000 owners change, between runs of 1 or 50.
+        let mut changed = vec![];
+        let mut at = 0u32;
+        for g in 0..6_000 {
+            at += if g % 6 == 5 { 50 } else { 1 };
+            changed.push(at);
+            at += 1;
+        }
+        let n = at as usize + 10;
+        let one = |i: u32, w: f64| Edges::new(vec![i], vec![0], vec![w]);
+        let all = Edges::new((0..n as u32).collect(), vec![0; n], vec![0.5; n]);
+        c.start(
+            4,
+            Carried {
+                rows: all.into(),
+                ..carried()
+            },
+        )
+        .finish("abc");
+        let four = c.load(4, "abc", n).expect("hit");
+        let base = four.rows.parts[0].clone();
+        let mut parts = vec![];
+        let mut from = 0usize;
+        for &i in &changed {
+            parts.push(base.slice(from, i as usize));
+            parts.push(one(i, 0.25));
+            from = i as usize + 1;
+        }
+        parts.push(base.slice(from, n));
+        let next = Rows { parts };
+        assert!(next.parts.len() > MAX_RUNS);
+        c.start(
+            5,
+            Carried {
+                rows: next.clone(),
+                segments: four.segments.clone(),
+                from: four.from.clone(),
+            },
+        )
+        .finish("def");
+        let list = std::fs::read_to_string(c.list(5, "def")).unwrap();
+        let runs = list.lines().filter(|l| l.starts_with("rows ")).count();
+        assert!(runs <= MAX_RUNS / 2, "{runs} runs");
+        let written = entries_in(&c, "5-def", "rows");
+        // The 6,000 new entries and some of the 5,000 runs of one; none of
+        // the 1,000 runs of 50.
+        assert!(written > 6_000 && written <= 11_000, "{written} written");
+        assert!(list.contains("rows 4-abc "), "long runs stay named");
+        assert_eq!(c.load(5, "def", n).expect("hit").rows, next);
     }
 }
