@@ -779,6 +779,17 @@ mod tests {
         Edges::new(src, dst, weight)
     }
 
+    /// Writes epoch `e`'s entry from `rows` and the segments of `prev`,
+    /// an entry that was read back, as an epoch run does.
+    fn hand_on(c: &EpochCache, (e, digest): (u64, &str), rows: Rows, prev: &Carried) {
+        let next = Carried {
+            rows,
+            segments: prev.segments.clone(),
+            from: prev.from.clone(),
+        };
+        c.start(e, next).finish(digest);
+    }
+
     fn entries_in(c: &EpochCache, stem: &str, part: &str) -> usize {
         let floats = if part == "rows" { 1 } else { 2 };
         read(&c.file(stem, part), floats).unwrap().0[0].len()
@@ -806,15 +817,7 @@ mod tests {
         let next = Rows {
             parts: vec![one.slice(0, 9), rows_of(3..4, 100.0), one.slice(12, 30)],
         };
-        c.start(
-            5,
-            Carried {
-                rows: next.clone(),
-                segments: four.segments.clone(),
-                from: four.from.clone(),
-            },
-        )
-        .finish("def");
+        hand_on(&c, (5, "def"), next.clone(), &four);
         assert_eq!(
             entries_in(&c, "5-def", "rows"),
             3,
@@ -833,15 +836,7 @@ mod tests {
         let few = Rows {
             parts: vec![five.rows.parts[0].clone(), rows_of(9..10, 7.0)],
         };
-        c.start(
-            6,
-            Carried {
-                rows: few.clone(),
-                segments: five.segments.clone(),
-                from: five.from.clone(),
-            },
-        )
-        .finish("ghi");
+        hand_on(&c, (6, "ghi"), few.clone(), &five);
         assert_eq!(entries_in(&c, "6-ghi", "rows"), 12);
         let six = c.load(6, "ghi", 10).expect("hit");
         assert_eq!(six.rows, few);
@@ -899,15 +894,7 @@ mod tests {
         parts.push(base.slice(from, n));
         let next = Rows { parts };
         assert!(next.parts.len() > MAX_RUNS);
-        c.start(
-            5,
-            Carried {
-                rows: next.clone(),
-                segments: four.segments.clone(),
-                from: four.from.clone(),
-            },
-        )
-        .finish("def");
+        hand_on(&c, (5, "def"), next.clone(), &four);
         let list = std::fs::read_to_string(c.list(5, "def")).unwrap();
         let runs = list.lines().filter(|l| l.starts_with("rows ")).count();
         assert!(runs <= MAX_RUNS / 2, "{runs} runs");
