@@ -261,14 +261,13 @@ impl<'a> Layout<'a> {
                 fresh_len,
             }
         };
-        let mut copied = vec![false; kept_runs.len() + 1];
-        let mut laid = lay(&copied);
+        let mut laid = lay(&vec![false; kept_runs.len()]);
         if laid.runs.len() > MAX_RUNS {
             // The fewest shortest kept runs that bring the runs to half.
             let mut order: Vec<usize> = (0..kept_runs.len()).collect();
             order.sort_by_key(|r| kept_runs[*r]);
             let mark = |m: usize| {
-                let mut c = vec![false; kept_runs.len() + 1];
+                let mut c = vec![false; kept_runs.len()];
                 order[..m].iter().for_each(|r| c[*r] = true);
                 c
             };
@@ -281,8 +280,7 @@ impl<'a> Layout<'a> {
                     lo = m + 1;
                 }
             }
-            copied = mark(lo);
-            laid = lay(&copied);
+            laid = lay(&mark(lo));
         }
         let mut named = vec![false; from.len()];
         for (x, (_, at)) in found.iter().enumerate() {
