@@ -388,10 +388,16 @@ impl EpochCache {
             })
             .collect();
         let mut out = Written::default();
-        for (part, pieces, from, runs, floats) in [
-            ("rows", rows, &c.from.rows, &mut out.rows, 1),
-            ("segments", segments, &c.from.segments, &mut out.segments, 2),
+        for (table, pieces, from, runs) in [
+            (Table::Rows, rows, &c.from.rows, &mut out.rows),
+            (
+                Table::Segments,
+                segments,
+                &c.from.segments,
+                &mut out.segments,
+            ),
         ] {
+            let (part, floats) = (table.name(), table.floats());
             let l = Layout::plan(pieces, from);
             write(
                 &self.file(stem, part),
@@ -418,7 +424,7 @@ impl EpochCache {
     /// every file no longer named (older epochs, and what a failed run left).
     fn publish(&self, epoch: u64, tag: &str, digest: &str, w: &Written) -> std::io::Result<()> {
         let stem = format!("{epoch}-{digest}");
-        for part in ["rows", "segments"] {
+        for part in [Table::Rows.name(), Table::Segments.name()] {
             std::fs::rename(
                 self.file(&format!("{epoch}-{tag}"), part),
                 self.file(&stem, part),
@@ -426,7 +432,8 @@ impl EpochCache {
         }
         let mut text = String::from(LIST_HEAD);
         let mut keep = std::collections::BTreeSet::new();
-        for (part, runs) in [("rows", &w.rows), ("segments", &w.segments)] {
+        for (table, runs) in [(Table::Rows, &w.rows), (Table::Segments, &w.segments)] {
+            let part = table.name();
             keep.insert(format!("{stem}.{part}.cols"));
             for r in runs {
                 let file = r.file.as_deref().unwrap_or(&stem);
@@ -477,15 +484,14 @@ impl EpochCache {
         let mut rows = Rows::default();
         let mut segments = Segments::default();
         for (part, file, lo, hi) in runs {
-            let (mapped, floats) = match part {
-                Table::Rows => (&mut from.rows, 1),
-                Table::Segments => (&mut from.segments, 2),
+            let mapped = match part {
+                Table::Rows => &mut from.rows,
+                Table::Segments => &mut from.segments,
             };
             let k = match mapped.iter().position(|m| m.stem == file) {
                 Some(k) => k,
                 None => {
-                    let name = if floats == 1 { "rows" } else { "segments" };
-                    let (u32s, f64s) = read(&self.file(&file, name), floats)?;
+                    let (u32s, f64s) = read(&self.file(&file, part.name()), part.floats())?;
                     let bad = |v: &[u32]| v.iter().any(|i| *i as usize >= n);
                     if u32s.iter().any(|c| bad(c)) {
                         return Err(std::io::Error::other("an index past the registry"));
@@ -529,10 +535,30 @@ impl EpochCache {
 /// The list's first line; its number is the list format's version.
 const LIST_HEAD: &str = "faceblock epoch cache 3\n";
 
+/// The two tables of an entry: the rows in force (src, dst; weight) and
+/// the segments' entries (holder, peer; bond, weight).
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Table {
     Rows,
     Segments,
+}
+
+impl Table {
+    /// Its name in file names and lists.
+    fn name(self) -> &'static str {
+        match self {
+            Table::Rows => "rows",
+            Table::Segments => "segments",
+        }
+    }
+
+    /// Its Float64 columns (after two UInt32 columns).
+    fn floats(self) -> usize {
+        match self {
+            Table::Rows => 1,
+            Table::Segments => 2,
+        }
+    }
 }
 
 /// The runs a list names, in order, after its checksum is checked.
@@ -564,8 +590,8 @@ fn parse_list(text: &str) -> std::io::Result<Vec<(Table, String, usize, usize)>>
             return Err(bad("a line that is not a run"));
         };
         let part = match part {
-            "rows" => Table::Rows,
-            "segments" => Table::Segments,
+            p if p == Table::Rows.name() => Table::Rows,
+            p if p == Table::Segments.name() => Table::Segments,
             _ => return Err(bad("an unknown table")),
         };
         // A stem is `{epoch}-{digest}`: nothing that leaves the folder.
@@ -789,8 +815,11 @@ mod tests {
     }
 
     fn entries_in(c: &EpochCache, stem: &str, part: &str) -> usize {
-        let floats = if part == "rows" { 1 } else { 2 };
-        read(&c.file(stem, part), floats).unwrap().0[0].len()
+        let table = [Table::Rows, Table::Segments]
+            .into_iter()
+            .find(|t| t.name() == part)
+            .expect("a table");
+        read(&c.file(stem, part), table.floats()).unwrap().0[0].len()
     }
 
     /// An epoch that kept most pieces of the entry it read writes only its
