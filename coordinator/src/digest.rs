@@ -5,23 +5,26 @@
 //! [`CHUNK_ROWS`] rows; each chunk is hashed (in parallel) and the table digest
 //! is the hash of its chunk digests, so the result depends only on the values.
 
-use arrow::array::RecordBatch;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
+
+use crate::ledger::batches::Batches;
+use crate::Result;
 
 /// Rows per hashed chunk (and per ledger batch).
 pub const CHUNK_ROWS: usize = 1 << 16;
 
 /// Digest of one table's batches, which must be cut at [`CHUNK_ROWS`].
-pub fn table_digest(name: &str, batches: &[RecordBatch]) -> [u8; 32] {
-    let chunks: Vec<[u8; 32]> = batches
-        .par_iter()
-        .map(|b| {
+/// Chunks built on demand are built, hashed and dropped one at a time.
+pub fn table_digest(name: &str, batches: &Batches) -> Result<[u8; 32]> {
+    let chunks: Vec<[u8; 32]> = (0..batches.len())
+        .into_par_iter()
+        .map(|i| {
             let mut h = Sha256::new();
-            faceblock_schemas::signing::hash_batch(&mut h, b);
-            h.finalize().into()
+            faceblock_schemas::signing::hash_batch(&mut h, &batches.get(i)?);
+            Ok(h.finalize().into())
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let mut h = Sha256::new();
     h.update(b"faceblock/table/v1\0");
     h.update((name.len() as u64).to_le_bytes());
@@ -30,7 +33,7 @@ pub fn table_digest(name: &str, batches: &[RecordBatch]) -> [u8; 32] {
     for c in chunks {
         h.update(c);
     }
-    h.finalize().into()
+    Ok(h.finalize().into())
 }
 
 /// Chains the table digests of one epoch onto the previous epoch's digest.

@@ -11,8 +11,9 @@ use arrow::array::{
 use crate::digest::{self, CHUNK_ROWS};
 use crate::fisher::Score;
 use crate::ingest::{InputObject, Rejection};
+use crate::ledger::batches::{Batches, Chunks};
 use crate::ledger::tables;
-use crate::math::{Column, Edges, Entries, Output, Segments};
+use crate::math::{Column, Edges, Entries, Loc, Output, Segments};
 use crate::registry::Peer;
 use crate::Result;
 use faceblock_schemas::exchange::Metrics;
@@ -165,97 +166,171 @@ pub fn state(epoch: u64, s: State<'_>) -> Result<Vec<RecordBatch>> {
     )
 }
 
-/// `weights`: the entries of the rows accepted this epoch, and no others.
-pub fn weights(epoch: u64, uids: &[i64], force: &InForce) -> Result<Vec<RecordBatch>> {
-    let new = |e: &Edges, x: usize| force.weights_epoch[e.src[x] as usize] == Some(epoch);
-    let columns = match force.edges.parts.as_slice() {
-        [e] => {
-            let keep = Keep::new(e.len(), |x| new(e, x));
-            vec![
-                ("src", keep.i64s(|x| uids[e.src[x] as usize])),
-                ("dst", keep.i64s(|x| uids[e.dst[x] as usize])),
-                ("weight", keep.f64s(&e.weight)),
-            ]
-        }
-        parts => {
-            let (mut s, mut d, mut w) = (vec![], vec![], vec![]);
-            for e in parts {
-                for x in (0..e.len()).filter(|x| new(e, *x)) {
-                    s.push(uids[e.src[x] as usize]);
-                    d.push(uids[e.dst[x] as usize]);
-                    w.push(e.weight[x]);
+/// `weights`: the entries of the rows accepted this epoch, and no others,
+/// built chunk by chunk when read ([`Batches::OnDemand`]).
+pub fn weights(epoch: u64, uids: &[i64], force: &InForce) -> Batches {
+    let parts = force.edges.parts.clone();
+    let at = force.edges.locate(uids.len());
+    let runs = Runs::of_owners(&at, |i| force.weights_epoch[i] == Some(epoch));
+    let uids: Arc<[i64]> = uids.into();
+    on_demand("weights", epoch, runs, move |runs| {
+        let uid = |c: fn(&Edges) -> &Column<u32>| {
+            i64s(runs.iter().flat_map(|r| {
+                let col = c(&parts[r.part]);
+                (r.lo..r.hi).map(|x| uids[col[x] as usize])
+            }))
+        };
+        vec![
+            ("src", uid(|e| &e.src)),
+            ("dst", uid(|e| &e.dst)),
+            ("weight", floats(runs, |p| &parts[p].weight)),
+        ]
+    })
+}
+
+/// `bonds`: the entries of the segments that start this epoch, and no
+/// others, built chunk by chunk when read ([`Batches::OnDemand`]).
+pub fn bonds(epoch: u64, uids: &[i64], seg: &Segments) -> Batches {
+    let parts = seg.parts.clone();
+    let at = seg.locate(uids.len());
+    let runs = Runs::of_owners(&at, |i| seg.start[i] == epoch);
+    let uids: Arc<[i64]> = uids.into();
+    on_demand("bonds", epoch, runs, move |runs| {
+        let uid = |c: fn(&Entries) -> &Column<u32>| {
+            i64s(runs.iter().flat_map(|r| {
+                let col = c(&parts[r.part]);
+                (r.lo..r.hi).map(|x| uids[col[x] as usize])
+            }))
+        };
+        vec![
+            ("holder", uid(|p| &p.holder)),
+            ("peer", uid(|p| &p.peer)),
+            ("bond", floats(runs, |p| &parts[p].bond)),
+            ("weight", floats(runs, |p| &parts[p].weight)),
+        ]
+    })
+}
+
+/// The entries of a table's pieces that go in, as runs in table order.
+#[derive(Debug, Default)]
+struct Runs {
+    runs: Vec<Loc>,
+    /// The table row each run starts at.
+    starts: Vec<usize>,
+    rows: usize,
+}
+
+impl Runs {
+    /// The entries of every owner for which `kept` holds, owners in order
+    /// (`at`: each owner's place in the pieces); neighbours in one piece
+    /// make one run.
+    fn of_owners(at: &[Loc], kept: impl Fn(usize) -> bool) -> Self {
+        let mut r = Runs::default();
+        for (i, l) in at.iter().enumerate() {
+            if l.hi == l.lo || !kept(i) {
+                continue;
+            }
+            match r.runs.last_mut() {
+                Some(last) if last.part == l.part && last.hi == l.lo => last.hi = l.hi,
+                _ => {
+                    r.starts.push(r.rows);
+                    r.runs.push(*l);
                 }
             }
-            vec![("src", i64s(s)), ("dst", i64s(d)), ("weight", f64s(w))]
+            r.rows += l.hi - l.lo;
         }
-    };
-    named_in("weights", epoch, columns)
-}
+        r
+    }
 
-/// `bonds`: the entries of the segments that start this epoch, and no others.
-pub fn bonds(epoch: u64, uids: &[i64], seg: &Segments) -> Result<Vec<RecordBatch>> {
-    let starts = |p: &Entries, x: usize| seg.start[p.holder[x] as usize] == epoch;
-    let columns = match seg.parts.as_slice() {
-        [p] => {
-            let keep = Keep::new(p.len(), |x| starts(p, x));
-            vec![
-                ("holder", keep.i64s(|x| uids[p.holder[x] as usize])),
-                ("peer", keep.i64s(|x| uids[p.peer[x] as usize])),
-                ("bond", keep.f64s(&p.bond)),
-                ("weight", keep.f64s(&p.weight)),
-            ]
-        }
-        parts => {
-            let (mut h, mut q, mut b, mut w) = (vec![], vec![], vec![], vec![]);
-            for p in parts {
-                for x in (0..p.len()).filter(|x| starts(p, *x)) {
-                    h.push(uids[p.holder[x] as usize]);
-                    q.push(uids[p.peer[x] as usize]);
-                    b.push(p.bond[x]);
-                    w.push(p.weight[x]);
-                }
+    /// Table rows `a..b` as runs.
+    fn within(&self, a: usize, b: usize) -> Vec<Loc> {
+        let first = self.starts.partition_point(|s| *s <= a) - 1;
+        let mut out = vec![];
+        for (r, start) in self.runs[first..].iter().zip(&self.starts[first..]) {
+            if *start >= b {
+                break;
             }
-            vec![
-                ("holder", i64s(h)),
-                ("peer", i64s(q)),
-                ("bond", f64s(b)),
-                ("weight", f64s(w)),
-            ]
+            let lo = r.lo + a.saturating_sub(*start);
+            let hi = r.hi.min(r.lo + (b - start));
+            out.push(Loc { lo, hi, ..*r });
         }
-    };
-    named_in("bonds", epoch, columns)
+        out
+    }
 }
 
-/// Which entries of a table's source go in: all of them (an epoch in which
-/// every row changed, where no index list is built and float columns are
-/// shared), or those listed.
-enum Keep {
-    All(usize),
-    Some(Vec<usize>),
+/// A Float64 column of `runs`: a slice of the piece's own column when the
+/// chunk lies in one run, a copy otherwise.
+fn floats<'a>(runs: &[Loc], col: impl Fn(usize) -> &'a Column<f64>) -> ArrayRef {
+    match runs {
+        [r] => Arc::new(Float64Array::new(
+            col(r.part).slice(r.lo, r.hi - r.lo),
+            None,
+        )),
+        _ => f64s(
+            runs.iter()
+                .flat_map(|r| col(r.part)[r.lo..r.hi].iter().copied())
+                .collect(),
+        ),
+    }
 }
 
-impl Keep {
-    fn new(n: usize, kept: impl Fn(usize) -> bool) -> Self {
-        if (0..n).all(&kept) {
-            Self::All(n)
-        } else {
-            Self::Some((0..n).filter(|x| kept(*x)).collect())
-        }
+/// A table of `runs`' rows, its chunks built by `columns` (every column
+/// but `epoch`) when read.
+fn on_demand(
+    table: &'static str,
+    epoch: u64,
+    runs: Runs,
+    columns: impl Fn(&[Loc]) -> Vec<(&'static str, ArrayRef)> + Send + Sync + 'static,
+) -> Batches {
+    Batches::OnDemand(Arc::new(OnDemand {
+        table,
+        filled: Arc::new(Int64Array::from(vec![
+            epoch as i64;
+            CHUNK_ROWS.min(runs.rows)
+        ])),
+        runs,
+        columns: Box::new(columns),
+    }))
+}
+
+/// See [`on_demand`].
+struct OnDemand {
+    table: &'static str,
+    filled: ArrayRef,
+    runs: Runs,
+    #[allow(clippy::type_complexity)]
+    columns: Box<dyn Fn(&[Loc]) -> Vec<(&'static str, ArrayRef)> + Send + Sync>,
+}
+
+impl std::fmt::Debug for OnDemand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnDemand")
+            .field("table", &self.table)
+            .field("rows", &self.runs.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Chunks for OnDemand {
+    fn rows(&self) -> usize {
+        self.runs.rows
     }
 
-    fn i64s(&self, f: impl Fn(usize) -> i64) -> ArrayRef {
-        match self {
-            Self::All(n) => i64s((0..*n).map(f)),
-            Self::Some(keep) => i64s(keep.iter().map(|x| f(*x))),
-        }
-    }
-
-    /// The kept entries of a shared column; the column itself when all are.
-    fn f64s(&self, col: &Column<f64>) -> ArrayRef {
-        match self {
-            Self::All(_) => Arc::new(Float64Array::new(col.clone(), None)),
-            Self::Some(keep) => f64s(keep.iter().map(|x| col[*x]).collect()),
-        }
+    fn chunk(&self, i: usize) -> Result<RecordBatch> {
+        let a = i * CHUNK_ROWS;
+        let b = (a + CHUNK_ROWS).min(self.runs.rows);
+        let schema = tables::schema(self.table).expect("known table");
+        let cols = in_order(
+            self.table,
+            &schema,
+            (self.columns)(&self.runs.within(a, b)),
+            Some("epoch"),
+        );
+        let cols = cols
+            .into_iter()
+            .map(|c| c.unwrap_or_else(|| self.filled.slice(0, b - a)))
+            .collect();
+        Ok(RecordBatch::try_new(schema, cols)?)
     }
 }
 
@@ -419,14 +494,14 @@ impl EpochRow {
     }
 
     /// The epoch digest over this row and every other table.
-    pub fn digest(&self, tables: &[(&str, Vec<RecordBatch>)]) -> String {
+    pub fn digest(&self, tables: &[(&str, Batches)]) -> Result<String> {
         let mut parts: Vec<([u8; 32], &str)> = tables
             .iter()
-            .map(|(name, b)| (digest::table_digest(name, b), *name))
-            .collect();
+            .map(|(name, b)| Ok((digest::table_digest(name, b)?, *name)))
+            .collect::<Result<_>>()?;
         use sha2::{Digest, Sha256};
         parts.push((Sha256::digest(self.scalars()).into(), "epochs"));
-        digest::epoch_digest(&self.prev_digest, &parts)
+        Ok(digest::epoch_digest(&self.prev_digest, &parts))
     }
 
     /// The `epochs` batch, with its digest and commit time.
@@ -458,5 +533,96 @@ impl EpochRow {
                 ("committed_at", Arc::new(ts)),
             ],
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Float64Type, Int64Type};
+
+    use super::*;
+    use crate::math::Rows;
+
+    /// Rows of peers `lo..hi`, `per` entries each, in one piece.
+    fn piece(lo: u32, hi: u32, per: u32) -> Edges {
+        let (mut s, mut d, mut w) = (vec![], vec![], vec![]);
+        for i in lo..hi {
+            for j in 0..per {
+                s.push(i);
+                d.push(j);
+                w.push(f64::from(i * 1000 + j));
+            }
+        }
+        Edges::new(s, d, w)
+    }
+
+    /// `weights` built chunk by chunk holds exactly the new rows' entries,
+    /// in order, cut at CHUNK_ROWS, across pieces and chunk borders; a
+    /// chunk inside one run shares that run's float column.
+    #[test]
+    fn weights_on_demand_are_the_new_rows_in_order() {
+        let (n, per) = (600u32, 400u32);
+        let new = |i: u32| i < 251 || i.is_multiple_of(3);
+        let force = InForce {
+            edges: Rows {
+                parts: vec![piece(0, 250, per), piece(250, 251, per), piece(251, n, per)],
+            },
+            // Peers below 251 and every third after resubmitted this epoch
+            // (5); the rest carry rows of epoch 4.
+            weights_epoch: (0..n).map(|i| Some(if new(i) { 5 } else { 4 })).collect(),
+            rows: n as usize,
+            below_k: vec![],
+        };
+        let uids: Vec<i64> = (0..n as i64).map(|i| 10 * i + 7).collect();
+        let got = weights(5, &uids, &force);
+        let mut want = vec![];
+        for i in (0..n).filter(|i| new(*i)) {
+            for j in 0..per {
+                let uid = |x: u32| 10 * i64::from(x) + 7;
+                want.push((uid(i), uid(j), f64::from(i * 1000 + j)));
+            }
+        }
+        assert!(want.len() > 2 * CHUNK_ROWS);
+        assert_eq!(got.len(), want.len().div_ceil(CHUNK_ROWS));
+        let mut seen = vec![];
+        for (c, b) in got.collect().unwrap().iter().enumerate() {
+            assert_eq!(b.num_rows(), got.rows_of(c));
+            assert!(c + 1 == got.len() || b.num_rows() == CHUNK_ROWS);
+            let col = |name: &str| b.column_by_name(name).unwrap().clone();
+            assert!(col("epoch")
+                .as_primitive::<Int64Type>()
+                .values()
+                .iter()
+                .all(|e| *e == 5));
+            let (s, d) = (col("src"), col("dst"));
+            let w = col("weight");
+            for x in 0..b.num_rows() {
+                seen.push((
+                    s.as_primitive::<Int64Type>().value(x),
+                    d.as_primitive::<Int64Type>().value(x),
+                    w.as_primitive::<Float64Type>().value(x),
+                ));
+            }
+        }
+        assert_eq!(seen.len(), want.len());
+        assert!(seen == want, "the new rows' entries, in order");
+        // The first chunk lies in peers 0..250's run of the first piece:
+        // its weights are that piece's; the second spans three pieces.
+        let weight = |c: usize| {
+            got.get(c)
+                .unwrap()
+                .column_by_name("weight")
+                .unwrap()
+                .to_data()
+        };
+        assert_eq!(
+            weight(0).buffers()[0].as_ptr(),
+            force.edges.parts[0].weight.inner().as_ptr(),
+        );
+        assert_ne!(
+            weight(1).buffers()[0].as_ptr(),
+            force.edges.parts[0].weight.inner()[CHUNK_ROWS * 8..].as_ptr(),
+        );
     }
 }

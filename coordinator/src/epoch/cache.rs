@@ -13,17 +13,20 @@
 //! Files hold whole columns, raw and aligned (see [`write`]), so that a
 //! reader maps them as they are. An entry grows with what changed: a list
 //! (`{epoch}-{digest}.list`) names, in owner order, runs of entries in data
-//! files (`{epoch}-{digest}.rows.cols`, `….segments.cols`). An epoch writes
-//! into its own data files only the entries that are not already a run of
-//! an earlier file, which are the rows and segments that changed: the
-//! pieces it kept are slices of the files it mapped, and are recognised as
-//! such. When the runs grow too many, it also writes the shortest runs it
-//! kept; when the files it still needs are too many or hold too much that
-//! is no longer used, or most entries are new anyway, it writes every entry
-//! into its own files instead (see [`Layout::plan`]).
+//! files. The rows and segments that changed are laid out, as the epoch
+//! merges them, in files of their own mapped in for writing
+//! (`{epoch}-{digest}-new.rows.cols`, `….segments.cols`; see [`Arena`]): the
+//! entry only seals and names them, and copies nothing. The pieces an
+//! epoch kept are slices of the files it mapped, and are recognised as
+//! such. When the runs grow too many, it also copies the shortest runs it
+//! kept into `{epoch}-{digest}.rows.cols` (or `….segments.cols`); when the
+//! files it still needs are too many or hold too much that is no longer
+//! used, it copies every entry there instead (see [`Layout::plan`]).
 //!
 //! Files are written to a temporary name and renamed, so a reader sees the
-//! whole file or none; the list is renamed into place last, and files that
+//! whole file or none (a laid-out file is sealed, its header and checksum
+//! written, once its columns are filled and before it is renamed); the
+//! list is renamed into place last, and files that
 //! no list names any more are removed after it. They are not fsynced (a
 //! gigabyte's fsync was the 1 % epoch's critical path): a CRC-32 in each
 //! file's header and at the end of the list catches what a crash left with
@@ -36,7 +39,10 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
-use crate::math::{Column, Edges, Entries, Rows, Segments};
+use std::sync::{Arc, Mutex};
+
+use crate::math::block::Storage;
+use crate::math::{Block, Column, Edges, Entries, Rows, Segments};
 
 /// Where one store's cached epochs live.
 #[derive(Debug, Clone)]
@@ -199,7 +205,8 @@ impl<'a> Layout<'a> {
     /// are written. Past [`MAX_RUNS`] runs the shortest kept runs are
     /// written too. The whole table is written instead when the files
     /// named would number more than [`MAX_FILES`] or hold more than twice
-    /// the entries used, or when at least half the entries are new anyway.
+    /// the entries used, or when at least half the entries are in no file
+    /// (new entries that were not laid out in one).
     fn plan(pieces: Vec<Piece<'a>>, from: &[Mapped]) -> Layout<'a> {
         let pieces: Vec<Piece<'a>> = pieces.into_iter().filter(|p| p.len() > 0).collect();
         let total: usize = pieces.iter().map(Piece::len).sum();
@@ -294,7 +301,8 @@ impl<'a> Layout<'a> {
             .map(|(m, _)| m.len())
             .sum();
         let kept = total - laid.fresh_len;
-        let whole = files + 1 > MAX_FILES || held > 2 * kept || 2 * laid.fresh_len >= total;
+        let own = usize::from(laid.fresh_len > 0);
+        let whole = files + own > MAX_FILES || held > 2 * kept || 2 * laid.fresh_len >= total;
         if whole {
             return Layout {
                 fresh: pieces,
@@ -316,7 +324,166 @@ impl<'a> Layout<'a> {
     }
 }
 
+/// A provisional name, one per [`Arena`] (a process may close several
+/// epochs): files are renamed by the epoch's digest once it is committed.
+fn pending_tag() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("pending{}x{n}", std::process::id())
+}
+
+/// What a laid-out block's stem adds to the writer's own (`{epoch}-{tag}`).
+const NEW: &str = "-new";
+
+/// Lays out an epoch's new rows and segment entries in this cache's data
+/// files ([`Block`]): the entry's writer then names them as runs instead of
+/// copying them, and the epoch's fresh pages are the file's. A file that
+/// cannot be made is a warning, and that block is in memory.
+#[derive(Debug, Clone)]
+pub struct Arena {
+    cache: EpochCache,
+    tag: String,
+    stem: String,
+    made: Arc<Mutex<Sources>>,
+}
+
+impl Arena {
+    /// A block for `len` entries of new rows in force.
+    pub fn rows(&self, len: usize) -> Block {
+        self.block(Table::Rows, len)
+    }
+
+    /// A block for `len` entries of segments that start.
+    pub fn segments(&self, len: usize) -> Block {
+        self.block(Table::Segments, len)
+    }
+
+    fn block(&self, table: Table, len: usize) -> Block {
+        match LaidOut::create(self, table, len) {
+            Ok(b) => Block::new(b),
+            Err(e) => {
+                warn!(dir = %self.cache.dir.display(), error = %e, "could not lay out new entries in the epoch cache; keeping them in memory");
+                Block::in_memory(len, table.floats())
+            }
+        }
+    }
+}
+
+/// A data file mapped in for writing: a [`Block`]'s storage.
+struct LaidOut {
+    map: memmap2::MmapMut,
+    len: usize,
+    table: Table,
+    stem: String,
+    made: Arc<Mutex<Sources>>,
+}
+
+impl LaidOut {
+    fn create(a: &Arena, table: Table, len: usize) -> std::io::Result<LaidOut> {
+        std::fs::create_dir_all(&a.cache.dir)?;
+        let size = file_size(len, table.floats())
+            .ok_or_else(|| std::io::Error::other("too many entries"))?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(a.cache.file(&a.stem, table.name()))?;
+        file.set_len(size as u64)?;
+        // SAFETY: the file was just made under this run's own provisional
+        // name; nothing else writes or truncates it while it is mapped.
+        let map = unsafe { memmap2::MmapOptions::new().map_mut(&file)? };
+        Ok(LaidOut {
+            map,
+            len,
+            table,
+            stem: a.stem.clone(),
+            made: a.made.clone(),
+        })
+    }
+}
+
+impl Storage for LaidOut {
+    fn columns(&mut self) -> ([&mut [u32]; 2], Vec<&mut [f64]>) {
+        let (u, f) = (self.len * 4, self.len * 8);
+        let (pu, pf) = (padded(u).expect("sized"), padded(f).expect("sized"));
+        let (_, body) = self.map.split_at_mut(ALIGN);
+        let (us, mut fs) = body.split_at_mut(2 * pu);
+        let (a, b) = us.split_at_mut(pu);
+        let mut floats = vec![];
+        for _ in 0..self.table.floats() {
+            let (c, rest) = std::mem::take(&mut fs).split_at_mut(pf);
+            floats.push(cast::<f64>(&mut c[..f]));
+            fs = rest;
+        }
+        ([cast::<u32>(&mut a[..u]), cast::<u32>(&mut b[..u])], floats)
+    }
+
+    fn freeze(self: Box<Self>) -> ([Column<u32>; 2], Vec<Column<f64>>) {
+        let LaidOut {
+            map,
+            len,
+            table,
+            stem,
+            made,
+        } = *self;
+        let buf = arrow::buffer::Buffer::from(bytes::Bytes::from_owner(map));
+        let (us, fs) = columns_of(&buf, len, table.floats());
+        let m = Mapped {
+            stem,
+            u32s: us.clone(),
+            f64s: fs.clone(),
+        };
+        let mut made = made.lock().expect("arena lock");
+        match table {
+            Table::Rows => made.rows.push(m),
+            Table::Segments => made.segments.push(m),
+        }
+        let [a, b] = <[Column<u32>; 2]>::try_from(us).expect("two UInt32 columns");
+        ([a, b], fs)
+    }
+}
+
+/// Bytes of a mapped file as values: the file is page-aligned and every
+/// column starts at a multiple of [`ALIGN`], so the cast is aligned.
+fn cast<T: arrow::datatypes::ArrowNativeType>(b: &mut [u8]) -> &mut [T] {
+    let width = std::mem::size_of::<T>();
+    assert!(
+        (b.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>())
+            && b.len().is_multiple_of(width),
+        "a column of a mapped file is aligned"
+    );
+    // SAFETY: aligned and sized for T (checked above), and every bit
+    // pattern is a valid u32 or f64; the borrow keeps `b` exclusive.
+    unsafe { std::slice::from_raw_parts_mut(b.as_mut_ptr().cast::<T>(), b.len() / width) }
+}
+
+/// Writes the header of a file laid out by an [`Arena`], whose columns are
+/// filled: only then does a reader take it.
+fn seal(path: &Path, m: &Mapped) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut crc = crc32fast::Hasher::new();
+    m.u32s.iter().for_each(|c| crc.update(c.inner().as_slice()));
+    m.f64s.iter().for_each(|c| crc.update(c.inner().as_slice()));
+    let head = header(m.len(), m.f64s.len(), crc.finalize());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .write_all_at(&head, 0)
+}
+
 impl EpochCache {
+    /// Where `epoch`'s new entries are laid out; hand it to [`EpochCache::start`].
+    pub fn arena(&self, epoch: u64) -> Arena {
+        let tag = pending_tag();
+        Arena {
+            cache: self.clone(),
+            stem: format!("{epoch}-{tag}{NEW}"),
+            tag,
+            made: Default::default(),
+        }
+    }
+
     /// The cache for `store_url` under `root` (one folder per store, named
     /// by a hash of its URL).
     pub fn new(root: &Path, store_url: &str) -> Self {
@@ -353,14 +520,26 @@ impl EpochCache {
     /// provisional name: the state is known once the bonds are advanced,
     /// the digest only after every table is built, and what is written
     /// here need not wait for it. [`Pending::finish`] names it by the digest.
-    pub fn start(&self, epoch: u64, carried: Carried) -> Pending {
-        let tag = format!("pending{}", std::process::id());
+    ///
+    /// The blocks `arena` laid out are data files already: the writer only
+    /// seals them (header and checksum) and names their entries as runs.
+    pub fn start(&self, epoch: u64, mut carried: Carried, arena: &Arena) -> Pending {
+        let tag = arena.tag.clone();
         let cache = self.clone();
         let t = std::time::Instant::now();
+        let made = std::mem::take(&mut *arena.made.lock().expect("arena lock"));
         let writing = {
             let tag = tag.clone();
             std::thread::spawn(move || {
                 yield_cores();
+                for (table, files) in [(Table::Rows, &made.rows), (Table::Segments, &made.segments)]
+                {
+                    for m in files {
+                        seal(&cache.file(&m.stem, table.name()), m)?;
+                    }
+                }
+                carried.from.rows.extend(made.rows);
+                carried.from.segments.extend(made.segments);
                 cache.write_files(&format!("{epoch}-{tag}"), &carried)
             })
         };
@@ -399,16 +578,20 @@ impl EpochCache {
         ] {
             let (part, floats) = (table.name(), table.floats());
             let l = Layout::plan(pieces, from);
-            write(
-                &self.file(stem, part),
-                l.fresh_len,
-                &(0..2)
-                    .map(|c| l.fresh.iter().map(|p| p.u32s[c]).collect())
-                    .collect::<Vec<_>>(),
-                &(0..floats)
-                    .map(|c| l.fresh.iter().map(|p| p.f64s[c]).collect())
-                    .collect::<Vec<_>>(),
-            )?;
+            // Nothing to copy (new entries were laid out in a file of
+            // their own, or none changed): no file.
+            if l.fresh_len > 0 {
+                write(
+                    &self.file(stem, part),
+                    l.fresh_len,
+                    &(0..2)
+                        .map(|c| l.fresh.iter().map(|p| p.u32s[c]).collect())
+                        .collect::<Vec<_>>(),
+                    &(0..floats)
+                        .map(|c| l.fresh.iter().map(|p| p.f64s[c]).collect())
+                        .collect::<Vec<_>>(),
+                )?;
+            }
             debug!(
                 table = part,
                 written = l.fresh_len,
@@ -424,19 +607,25 @@ impl EpochCache {
     /// every file no longer named (older epochs, and what a failed run left).
     fn publish(&self, epoch: u64, tag: &str, digest: &str, w: &Written) -> std::io::Result<()> {
         let stem = format!("{epoch}-{digest}");
-        for part in [Table::Rows.name(), Table::Segments.name()] {
-            std::fs::rename(
-                self.file(&format!("{epoch}-{tag}"), part),
-                self.file(&stem, part),
-            )?;
-        }
+        let (laid, laid_as) = (format!("{epoch}-{tag}{NEW}"), format!("{stem}{NEW}"));
         let mut text = String::from(LIST_HEAD);
         let mut keep = std::collections::BTreeSet::new();
         for (table, runs) in [(Table::Rows, &w.rows), (Table::Segments, &w.segments)] {
             let part = table.name();
-            keep.insert(format!("{stem}.{part}.cols"));
+            // Files this epoch made and its list names take their names.
+            if runs.iter().any(|r| r.file.is_none()) {
+                let copied = format!("{epoch}-{tag}");
+                std::fs::rename(self.file(&copied, part), self.file(&stem, part))?;
+            }
+            if runs.iter().any(|r| r.file.as_deref() == Some(&laid)) {
+                std::fs::rename(self.file(&laid, part), self.file(&laid_as, part))?;
+            }
             for r in runs {
-                let file = r.file.as_deref().unwrap_or(&stem);
+                let file = match r.file.as_deref() {
+                    None => &stem,
+                    Some(f) if f == laid => &laid_as,
+                    Some(f) => f,
+                };
                 keep.insert(format!("{file}.{part}.cols"));
                 text.push_str(&format!("{part} {file} {} {}\n", r.lo, r.hi));
             }
@@ -614,6 +803,49 @@ fn padded(bytes: usize) -> Option<usize> {
     bytes.checked_next_multiple_of(ALIGN)
 }
 
+/// A file's header: magic, entries, column counts (two UInt32 columns,
+/// then `floats` Float64 columns) and the CRC-32 of the values in order.
+fn header(len: usize, floats: usize, crc: u32) -> [u8; ALIGN] {
+    let mut head = [0u8; ALIGN];
+    head[..8].copy_from_slice(MAGIC);
+    head[8..16].copy_from_slice(&(len as u64).to_le_bytes());
+    head[16..20].copy_from_slice(&2u32.to_le_bytes());
+    head[20..24].copy_from_slice(&(floats as u32).to_le_bytes());
+    head[24..28].copy_from_slice(&crc.to_le_bytes());
+    head
+}
+
+/// Bytes of a file of `len` entries: header, then each column padded to
+/// [`ALIGN`]; `None` past the address space.
+fn file_size(len: usize, floats: usize) -> Option<usize> {
+    let u = len.checked_mul(4).and_then(padded)?;
+    let f = len.checked_mul(8).and_then(padded)?;
+    f.checked_mul(floats)?
+        .checked_add(u.checked_mul(2)?)?
+        .checked_add(ALIGN)
+}
+
+/// The columns of a whole file's buffer (sizes checked by the caller).
+fn columns_of(buf: &arrow::buffer::Buffer, len: usize, floats: usize) -> Columns {
+    let (u, f) = (
+        padded(len * 4).expect("sized"),
+        padded(len * 8).expect("sized"),
+    );
+    let us = (0..2)
+        .map(|c| Column::<u32>::new(buf.slice_with_length(ALIGN + c * u, len * 4), 0, len))
+        .collect();
+    let fs = (0..floats)
+        .map(|c| {
+            Column::<f64>::new(
+                buf.slice_with_length(ALIGN + 2 * u + c * f, len * 8),
+                0,
+                len,
+            )
+        })
+        .collect();
+    (us, fs)
+}
+
 /// Writes `len` entries: UInt32 columns, then Float64 columns, each given as
 /// pieces laid end to end (a segment's entries kept from the previous epoch
 /// and those new this epoch), each written straight from its buffers.
@@ -639,12 +871,8 @@ fn write(
     for col in f64s {
         col.iter().for_each(|p| crc.update(bytes(p)));
     }
-    let mut head = [0u8; ALIGN];
-    head[..8].copy_from_slice(MAGIC);
-    head[8..16].copy_from_slice(&(len as u64).to_le_bytes());
-    head[16..20].copy_from_slice(&(u32s.len() as u32).to_le_bytes());
-    head[20..24].copy_from_slice(&(f64s.len() as u32).to_le_bytes());
-    head[24..28].copy_from_slice(&crc.finalize().to_le_bytes());
+    assert_eq!(u32s.len(), 2, "two UInt32 columns");
+    let head = header(len, f64s.len(), crc.finalize());
     let mut f = std::io::BufWriter::with_capacity(1 << 22, File::create(path)?);
     f.write_all(&head)?;
     let zeros = [0u8; ALIGN];
@@ -694,33 +922,15 @@ fn read(path: &Path, floats: usize) -> std::io::Result<Columns> {
         return Err(bad("unexpected columns"));
     }
     let len = usize::try_from(len).map_err(|_| bad("too many entries"))?;
-    let size = |width: usize| len.checked_mul(width).and_then(padded);
-    let (u, f) = (size(4), size(8));
-    let whole = u
-        .zip(f)
-        .and_then(|(u, f)| f.checked_mul(floats)?.checked_add(u.checked_mul(2)?))
-        .and_then(|b| b.checked_add(ALIGN));
-    let (Some(u), Some(f)) = (u, f) else {
-        return Err(bad("too many entries"));
-    };
-    if whole != Some(buf.len()) {
+    let whole = file_size(len, floats).ok_or_else(|| bad("too many entries"))?;
+    if whole != buf.len() {
         return Err(bad("cut or padded"));
     }
-    let mut crc = crc32fast::Hasher::new();
-    let mut at = ALIGN;
-    let mut next = |width: usize, step: usize| {
-        let b = buf.slice_with_length(at, len * width);
-        crc.update(b.as_slice());
-        at += step;
-        b
-    };
     // Every column starts at a multiple of 64 bytes of a page-aligned map.
-    let us = (0..2)
-        .map(|_| Column::<u32>::new(next(4, u), 0, len))
-        .collect();
-    let fs = (0..floats)
-        .map(|_| Column::<f64>::new(next(8, f), 0, len))
-        .collect();
+    let (us, fs) = columns_of(&buf, len, floats);
+    let mut crc = crc32fast::Hasher::new();
+    us.iter().for_each(|c| crc.update(c.inner().as_slice()));
+    fs.iter().for_each(|c| crc.update(c.inner().as_slice()));
     if crc.finalize() != word(24) {
         return Err(bad("checksum mismatch"));
     }
@@ -754,7 +964,7 @@ mod tests {
     fn round_trip_and_misses() {
         let root = tempfile::tempdir().unwrap();
         let c = EpochCache::new(root.path(), "file:///net");
-        c.start(4, carried()).finish("abc");
+        c.start(4, carried(), &c.arena(4)).finish("abc");
         let got = c.load(4, "abc", 3).expect("hit");
         assert_eq!(got.rows, carried().rows);
         let seg = got.segments.entries();
@@ -765,7 +975,7 @@ mod tests {
         assert!(c.load(4, "abc", 2).is_none(), "uid index 2 past 2 peers");
         // A newer epoch replaces it, and what an older build left.
         std::fs::write(c.dir().join("3-old.rows.arrow"), b"ipc").unwrap();
-        c.start(5, carried()).finish("def");
+        c.start(5, carried(), &c.arena(5)).finish("def");
         assert!(c.load(4, "abc", 3).is_none());
         let seg = c.file("5-def", "segments");
         let bytes = std::fs::read(&seg).unwrap();
@@ -781,7 +991,7 @@ mod tests {
     fn a_changed_value_is_a_miss() {
         let root = tempfile::tempdir().unwrap();
         let c = EpochCache::new(root.path(), "file:///net");
-        c.start(4, carried()).finish("abc");
+        c.start(4, carried(), &c.arena(4)).finish("abc");
         assert!(c.load(4, "abc", 3).is_some());
         let rows = c.file("4-abc", "rows");
         let mut bytes = std::fs::read(&rows).unwrap();
@@ -811,7 +1021,7 @@ mod tests {
             segments: prev.segments.clone(),
             from: prev.from.clone(),
         };
-        c.start(e, next).finish(digest);
+        c.start(e, next, &c.arena(e)).finish(digest);
     }
 
     fn entries_in(c: &EpochCache, stem: &str, part: &str) -> usize {
@@ -820,6 +1030,68 @@ mod tests {
             .find(|t| t.name() == part)
             .expect("a table");
         read(&c.file(stem, part), table.floats()).unwrap().0[0].len()
+    }
+
+    /// New rows laid out by the cache's arena are a data file already: the
+    /// entry names them where they lie and copies nothing, reads back the
+    /// same, and a run that died after laying out leaves nothing behind
+    /// once the next entry is published.
+    #[test]
+    fn entries_laid_out_in_the_cache_are_named_not_copied() {
+        let root = tempfile::tempdir().unwrap();
+        let c = EpochCache::new(root.path(), "file:///net");
+        let full = Carried {
+            rows: rows_of(0..10, 0.5).into(),
+            ..carried()
+        };
+        c.start(4, full, &c.arena(4)).finish("abc");
+        let four = c.load(4, "abc", 10).expect("hit");
+        let arena = c.arena(5);
+        let mut block = arena.rows(3);
+        let ([src, dst], mut w) = block.columns();
+        let want = rows_of(3..4, 100.0);
+        src.copy_from_slice(&want.src);
+        dst.copy_from_slice(&want.dst);
+        w[0].copy_from_slice(&want.weight);
+        let ([src, dst], w) = block.freeze();
+        let laid = Edges {
+            src,
+            dst,
+            weight: w[0].clone(),
+        };
+        assert_eq!(laid, want);
+        let one = &four.rows.parts[0];
+        let next = Rows {
+            parts: vec![one.slice(0, 9), laid, one.slice(12, 30)],
+        };
+        let carried = Carried {
+            rows: next.clone(),
+            segments: four.segments.clone(),
+            from: four.from.clone(),
+        };
+        c.start(5, carried, &arena).finish("def");
+        assert!(!c.file("5-def", "rows").exists(), "nothing copied");
+        assert_eq!(entries_in(&c, "5-def-new", "rows"), 3);
+        let five = c.load(5, "def", 10).expect("hit");
+        assert_eq!(five.rows, next);
+        assert_eq!(five.rows.parts.len(), 3);
+        // A run that laid out its rows and died before its entry.
+        let names = || -> Vec<String> {
+            std::fs::read_dir(c.dir())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        };
+        let dead = c.arena(6);
+        drop(dead.rows(3).freeze());
+        assert!(names().iter().any(|n| n.contains("pending")));
+        hand_on(&c, (6, "ghi"), five.rows.clone(), &five);
+        assert!(
+            names().iter().all(|n| !n.contains("pending")),
+            "{:?}",
+            names()
+        );
+        assert_eq!(c.load(6, "ghi", 10).expect("hit").rows, next);
     }
 
     /// An epoch that kept most pieces of the entry it read writes only its
@@ -834,7 +1106,7 @@ mod tests {
             rows: rows_of(0..10, 0.5).into(),
             ..carried()
         };
-        c.start(4, full).finish("abc");
+        c.start(4, full, &c.arena(4)).finish("abc");
         let four = c.load(4, "abc", 10).expect("hit");
         assert_eq!(entries_in(&c, "4-abc", "rows"), 30);
         // Epoch 5: peer 3 sent a new row; the others' rows are kept.
@@ -850,7 +1122,7 @@ mod tests {
             3,
             "only the new row is written"
         );
-        assert_eq!(entries_in(&c, "5-def", "segments"), 0, "no segment changed");
+        assert!(!c.file("5-def", "segments").exists(), "no segment changed");
         let five = c.load(5, "def", 10).expect("hit");
         assert_eq!(five.rows, next);
         assert_eq!(five.rows.parts.len(), 3);
@@ -869,7 +1141,7 @@ mod tests {
         assert_eq!(six.rows, few);
         assert_eq!(six.segments, five.segments);
         // The segments were still all kept: they stay in epoch 4's file.
-        assert_eq!(entries_in(&c, "6-ghi", "segments"), 0);
+        assert!(!c.file("6-ghi", "segments").exists());
         assert!(!c.file("4-abc", "rows").exists());
         assert!(!c.file("5-def", "rows").exists());
         assert!(c.file("4-abc", "segments").exists());
@@ -907,6 +1179,7 @@ mod tests {
                 rows: all.into(),
                 ..carried()
             },
+            &c.arena(4),
         )
         .finish("abc");
         let four = c.load(4, "abc", n).expect("hit");

@@ -8,12 +8,12 @@ pub mod rows;
 
 use std::time::Instant;
 
-use arrow::array::RecordBatch;
 use faceblock_schemas::{NetworkFile, Store};
 use tracing::{debug, info};
 
 use crate::fisher;
 use crate::ingest::{self, InputObject, Rejection, Source};
+use crate::ledger::batches::Batches;
 use crate::ledger::commit::Claim;
 use crate::ledger::Ledger;
 use crate::math;
@@ -32,7 +32,7 @@ pub struct Prepared {
     /// The `epochs` row.
     pub row: EpochRow,
     /// Every other table's batches, in commit order.
-    pub tables: Vec<(&'static str, Vec<RecordBatch>)>,
+    pub tables: Vec<(&'static str, Batches)>,
     /// The epoch digest.
     pub digest: String,
     /// Inputs read, for naming changed objects in `verify`.
@@ -142,6 +142,9 @@ pub async fn prepare(
     inputs.sort_by(|a, b| a.object.cmp(&b.object));
 
     let t = Instant::now();
+    // New rows and segments are laid out in the epoch cache's files when
+    // it is on (`math::block`).
+    let arena = cache.map(|c| c.arena(epoch));
     let force = rows::in_force(
         &registry,
         epoch,
@@ -150,6 +153,10 @@ pub async fn prepare(
         &prev.weights_epoch,
         &accepted,
         net.params.rows_meet_k.then_some(row_k),
+        &|n| match &arena {
+            Some(a) => a.rows(n),
+            None => math::Block::in_memory(n, 1),
+        },
     )?;
     for (uid, we, set) in &force.below_k {
         rejections.push(Rejection {
@@ -179,14 +186,19 @@ pub async fn prepare(
         .map(|p| math::bonds::checkpoint_due(epoch, p.uid))
         .collect();
     let bond_edges = math::bond_edges(&net.params, &stake, &force.edges);
-    let segments = prev.segments.advance(epoch, &stake, &bond_edges, &due);
+    let segments =
+        prev.segments
+            .advance_into(epoch, &stake, &bond_edges, &due, &|n| match &arena {
+                Some(a) => a.segments(n),
+                None => math::Block::in_memory(n, 2),
+            });
     debug!(
         since_start_ms = t.elapsed().as_millis() as u64,
         "bond segments advanced"
     );
     // What the next epoch starts from is known now: its cache entry is
     // written while the rest of this epoch runs.
-    let cache_entry = cache.map(|c| {
+    let cache_entry = cache.zip(arena.as_ref()).map(|(c, arena)| {
         c.start(
             epoch,
             cache::Carried {
@@ -194,6 +206,7 @@ pub async fn prepare(
                 segments: segments.clone(),
                 from: std::mem::take(&mut prev.cached),
             },
+            arena,
         )
     });
     let out = math::plans::compute(
@@ -215,13 +228,10 @@ pub async fn prepare(
     let t = Instant::now();
     let uids: Vec<i64> = registry.peers().iter().map(|p| p.uid as i64).collect();
     let n = registry.len();
-    // `weights` and `bonds` hold up to one row per edge: built side by side.
-    let (weights, bonds) = rayon::join(
-        || build::weights(epoch, &uids, &force),
-        || build::bonds(epoch, &uids, &segments),
-    );
-    let tables: Vec<(&'static str, Vec<RecordBatch>)> = vec![
-        ("registry", build::registry(epoch, &new_peers)?),
+    // `weights` and `bonds` hold up to one row per edge: their chunks are
+    // built when hashed and again when staged, never all at once.
+    let tables: Vec<(&'static str, Batches)> = vec![
+        ("registry", build::registry(epoch, &new_peers)?.into()),
         (
             "state",
             build::state(
@@ -235,17 +245,18 @@ pub async fn prepare(
                     force: &force,
                     segments: &segments,
                 },
-            )?,
+            )?
+            .into(),
         ),
-        ("weights", weights?),
-        ("bonds", bonds?),
-        ("fisher", build::fisher(epoch, &exchange.scores)?),
-        ("rejections", build::rejections(epoch, &rejections)?),
-        ("metrics", build::metrics(epoch, &exchange.metrics)?),
+        ("weights", build::weights(epoch, &uids, &force)),
+        ("bonds", build::bonds(epoch, &uids, &segments)),
+        ("fisher", build::fisher(epoch, &exchange.scores)?.into()),
+        ("rejections", build::rejections(epoch, &rejections)?.into()),
+        ("metrics", build::metrics(epoch, &exchange.metrics)?.into()),
     ];
     let mut tables = tables;
-    let input_batches = build::inputs(epoch, &inputs)?;
-    let inputs_digest = hex::encode(crate::digest::table_digest("inputs", &input_batches));
+    let input_batches: Batches = build::inputs(epoch, &inputs)?.into();
+    let inputs_digest = hex::encode(crate::digest::table_digest("inputs", &input_batches)?);
     tables.push(("inputs", input_batches));
     let row = EpochRow {
         epoch,
@@ -261,7 +272,7 @@ pub async fn prepare(
         inputs_digest,
         prev_digest: prev.prev_digest,
     };
-    let digest = row.digest(&tables);
+    let digest = row.digest(&tables)?;
     phases.digest = t.elapsed();
     Ok(Prepared {
         row,
@@ -374,7 +385,7 @@ pub async fn run_on(ledger: &Ledger, opts: &RunOptions) -> Result<Outcome> {
         tables: Default::default(),
     };
     let epochs_batch = p.row.batch(&p.digest, VERSION, now)?;
-    p.tables.push(("epochs", epochs_batch));
+    p.tables.push(("epochs", epochs_batch.into()));
     // Tables are encoded in parallel (Parquet encoding is the heavy part).
     let staging: Vec<_> = std::mem::take(&mut p.tables)
         .into_iter()

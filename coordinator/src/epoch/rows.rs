@@ -5,7 +5,7 @@
 //! in [`InForce::below_k`], recorded as a `below_k` rejection).
 
 use crate::ingest::AcceptedRow;
-use crate::math::{Edges, Kept, Loc, Rows};
+use crate::math::{Alloc, Column, Edges, Kept, Loc, Rows};
 use crate::registry::Registry;
 use crate::Result;
 
@@ -37,6 +37,7 @@ pub fn in_force(
     carried_epoch: &[Option<u64>],
     accepted: &[AcceptedRow],
     meet_k: Option<u32>,
+    alloc: Alloc<'_>,
 ) -> Result<InForce> {
     let n = registry.len();
     let parts = (rayon::current_num_threads() * 4).clamp(1, n.div_ceil(4096).max(1));
@@ -49,6 +50,7 @@ pub fn in_force(
         accepted,
         meet_k,
         parts,
+        alloc,
     )
 }
 
@@ -67,6 +69,7 @@ pub(crate) fn in_force_in(
     accepted: &[AcceptedRow],
     meet_k: Option<u32>,
     parts: usize,
+    alloc: Alloc<'_>,
 ) -> Result<InForce> {
     use crate::math::bonds::carve;
     use rayon::prelude::*;
@@ -111,12 +114,14 @@ pub(crate) fn in_force_in(
         .collect();
     let counts: Vec<usize> = plans.iter().map(|p| p.count).collect();
     let total: usize = counts.iter().sum();
-    let (mut src, mut dst, mut weight) = (vec![0u32; total], vec![0u32; total], vec![0f64; total]);
+    let mut block = alloc(total);
+    let ([src, dst], floats) = block.columns();
+    let [weight]: [&mut [f64]; 1] = floats.try_into().expect("a rows block holds weight");
     plans
         .par_iter()
-        .zip(carve(&mut src, &counts))
-        .zip(carve(&mut dst, &counts))
-        .zip(carve(&mut weight, &counts))
+        .zip(carve(src, &counts))
+        .zip(carve(dst, &counts))
+        .zip(carve(weight, &counts))
         .for_each(|(((part, s), d), w)| {
             let mut at = 0;
             for (k, take) in part.take.iter().enumerate() {
@@ -128,7 +133,9 @@ pub(crate) fn in_force_in(
                 at = to;
             }
         });
-    let fresh = Edges::new(src, dst, weight);
+    let ([src, dst], floats) = block.freeze();
+    let [weight] = <[Column<f64>; 1]>::try_from(floats).expect("weight");
+    let fresh = Edges { src, dst, weight };
     // Carried rows stay slices of `carried`; new rows are slices of `fresh`.
     let kept = plans.iter().flat_map(|p| &p.take).map(|take| match take {
         Take::New(r) => Kept::New(r.dst.len()),
@@ -267,6 +274,7 @@ mod tests {
                 &accepted,
                 Some(2),
                 parts,
+                &|n| crate::math::Block::in_memory(n, 1),
             )
             .unwrap()
         };

@@ -10,6 +10,7 @@ use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use serde::{Deserialize, Serialize};
 
+use super::batches::Batches;
 use super::{tables, Ledger, APP_ID};
 use crate::{Error, Result};
 
@@ -51,75 +52,91 @@ fn writer_properties(table: &str) -> parquet::file::properties::WriterProperties
     b.build()
 }
 
-/// The one epoch every row of `batches` belongs to (the table's partition).
-fn partition_epoch(table: &str, batches: &[RecordBatch]) -> Result<u64> {
+/// The one epoch every row of `b` belongs to (the table's partition).
+fn partition_epoch(table: &str, b: &RecordBatch) -> Result<u64> {
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::Int64Type;
-    let mut found = None;
-    for b in batches {
-        let col = b
-            .column_by_name("epoch")
-            .and_then(|c| c.as_primitive_opt::<Int64Type>())
-            .filter(|c| c.null_count() == 0)
-            .ok_or_else(|| Error::Epoch(format!("ledger table {table}: no epoch column")))?;
-        let first = col.values().first().copied();
-        if col.values().iter().any(|v| Some(*v) != first) || (found.is_some() && found != first) {
-            return Err(Error::Epoch(format!(
-                "ledger table {table}: one staging holds rows of several epochs"
-            )));
-        }
-        found = first;
+    let col = b
+        .column_by_name("epoch")
+        .and_then(|c| c.as_primitive_opt::<Int64Type>())
+        .filter(|c| c.null_count() == 0)
+        .ok_or_else(|| Error::Epoch(format!("ledger table {table}: no epoch column")))?;
+    let first = col.values().first().copied();
+    if col.values().iter().any(|v| Some(*v) != first) {
+        return Err(Error::Epoch(format!(
+            "ledger table {table}: one staging holds rows of several epochs"
+        )));
     }
-    found
+    first
         .and_then(|e| u64::try_from(e).ok())
         .ok_or_else(|| Error::Epoch(format!("ledger table {table}: a negative epoch")))
 }
 
 /// Batches grouped into files of at most about `rows` rows (batches are
-/// never split).
-fn cut(batches: Vec<RecordBatch>, rows: usize) -> Vec<Vec<RecordBatch>> {
-    let mut files: Vec<Vec<RecordBatch>> = vec![];
+/// never split), as ranges of batch indices.
+fn cut(batches: &Batches, rows: usize) -> Vec<std::ops::Range<usize>> {
+    let mut files: Vec<std::ops::Range<usize>> = vec![];
     let mut in_last = 0;
-    for b in batches {
-        if files.is_empty() || in_last + b.num_rows() > rows {
-            files.push(vec![]);
-            in_last = 0;
+    for i in 0..batches.len() {
+        let n = batches.rows_of(i);
+        match files.last_mut() {
+            Some(f) if in_last + n <= rows => f.end = i + 1,
+            _ => {
+                files.push(i..i + 1);
+                in_last = 0;
+            }
         }
-        in_last += b.num_rows();
-        files.last_mut().expect("pushed").push(b);
+        in_last += n;
     }
     files
 }
 
-/// One data file: the batches without the partition column, as Parquet.
-fn encode(table: &str, batches: &[RecordBatch]) -> Result<(bytes::Bytes, usize)> {
+/// One data file: batches `range`, all of `epoch`, without the partition
+/// column, as Parquet. Batches built on demand live one at a time.
+fn encode(
+    table: &str,
+    epoch: u64,
+    batches: &Batches,
+    range: std::ops::Range<usize>,
+) -> Result<(bytes::Bytes, usize)> {
     let err = |e: parquet::errors::ParquetError| {
         Error::Epoch(format!("encoding ledger table {table}: {e}"))
     };
-    let schema = batches[0].schema();
-    let keep: Vec<usize> = (0..schema.fields().len())
-        .filter(|i| schema.field(*i).name() != "epoch")
-        .collect();
-    let file_schema = std::sync::Arc::new(schema.project(&keep)?);
-    // Sized up front, at half the values' width per row: grown by doubling,
-    // the buffer was copied into fresh memory again and again (pages never
-    // touched cost nothing). A slice's memory size would count its whole
-    // shared buffer, so it is not the measure.
-    let width: usize = (file_schema.fields().iter())
-        .map(|f| f.data_type().primitive_width().unwrap_or(16))
-        .sum();
-    let capacity = batches.iter().map(|b| b.num_rows()).sum::<usize>() * width / 2;
-    let mut w = parquet::arrow::ArrowWriter::try_new(
-        Vec::with_capacity(capacity),
-        file_schema,
-        Some(writer_properties(table)),
-    )
-    .map_err(err)?;
+    let mut w = None;
     let mut rows = 0;
-    for b in batches {
-        w.write(&b.project(&keep)?).map_err(err)?;
+    for i in range.clone() {
+        let b = batches.get(i)?;
+        if partition_epoch(table, &b)? != epoch {
+            return Err(Error::Epoch(format!(
+                "ledger table {table}: one staging holds rows of several epochs"
+            )));
+        }
+        let schema = b.schema();
+        let keep: Vec<usize> = (0..schema.fields().len())
+            .filter(|i| schema.field(*i).name() != "epoch")
+            .collect();
+        let b = b.project(&keep)?;
+        if w.is_none() {
+            // Sized up front, at half the values' width per row: grown by
+            // doubling, the buffer was copied into fresh memory again and
+            // again (pages never touched cost nothing).
+            let width: usize = (b.schema().fields().iter())
+                .map(|f| f.data_type().primitive_width().unwrap_or(16))
+                .sum();
+            let all: usize = range.clone().map(|i| batches.rows_of(i)).sum();
+            w = Some(
+                parquet::arrow::ArrowWriter::try_new(
+                    Vec::with_capacity(all * width / 2),
+                    b.schema(),
+                    Some(writer_properties(table)),
+                )
+                .map_err(err)?,
+            );
+        }
+        w.as_mut().expect("made above").write(&b).map_err(err)?;
         rows += b.num_rows();
     }
+    let w = w.ok_or_else(|| Error::Epoch(format!("ledger table {table}: an empty file")))?;
     Ok((w.into_inner().map_err(err)?.into(), rows))
 }
 
@@ -137,19 +154,24 @@ impl Ledger {
     /// per row) although each epoch's rows share one partition. The add
     /// actions are what that writer makes for a table that keeps no column
     /// statistics (`dataSkippingNumIndexedCols = 0`).
-    pub async fn stage(&self, table: &str, batches: Vec<RecordBatch>) -> Result<Vec<Add>> {
-        let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+    pub async fn stage(&self, table: &str, batches: impl Into<Batches>) -> Result<Vec<Add>> {
+        let batches = match batches.into() {
+            Batches::Built(b) => {
+                Batches::Built(b.into_iter().filter(|b| b.num_rows() > 0).collect())
+            }
+            b => b,
+        };
         if batches.is_empty() {
             return Ok(vec![]);
         }
-        let epoch = partition_epoch(table, &batches)?;
-        let files = cut(batches, FILE_ROWS);
+        let epoch = partition_epoch(table, &batches.get(0)?)?;
+        let files = cut(&batches, FILE_ROWS);
         let name = table.to_string();
         let encoded = tokio::task::spawn_blocking(move || {
             use rayon::prelude::*;
             files
                 .into_par_iter()
-                .map(|f| encode(&name, &f))
+                .map(|f| encode(&name, epoch, &batches, f))
                 .collect::<Result<Vec<_>>>()
         })
         .await
@@ -304,37 +326,37 @@ mod tests {
     /// filed under the first one's.
     #[test]
     fn one_epoch_per_staging() {
-        assert_eq!(
-            partition_epoch("t", &[batch(vec![3, 3]), batch(vec![3])]).unwrap(),
-            3
-        );
-        assert!(partition_epoch("t", &[batch(vec![3, 4])]).is_err());
-        assert!(partition_epoch("t", &[batch(vec![3]), batch(vec![4])]).is_err());
-        assert!(partition_epoch("t", &[batch(vec![-1])]).is_err());
+        assert_eq!(partition_epoch("t", &batch(vec![3, 3])).unwrap(), 3);
+        assert!(partition_epoch("t", &batch(vec![3, 4])).is_err());
+        assert!(partition_epoch("t", &batch(vec![-1])).is_err());
+        let two: Batches = vec![batch(vec![3]), batch(vec![4])].into();
+        assert!(encode("t", 3, &two, 0..2).is_err());
+        assert!(encode("t", 3, &two, 0..1).is_ok());
     }
 
     /// Files hold whole batches, in order, up to the row budget.
     #[test]
     fn files_are_cut_between_batches() {
-        let sizes = |files: Vec<Vec<RecordBatch>>| -> Vec<Vec<usize>> {
-            files
-                .iter()
-                .map(|f| f.iter().map(|b| b.num_rows()).collect())
+        let sizes = |b: Vec<RecordBatch>| -> Vec<Vec<usize>> {
+            let b = Batches::from(b);
+            cut(&b, 4)
+                .into_iter()
+                .map(|f| f.map(|i| b.rows_of(i)).collect())
                 .collect()
         };
         let b = |n: usize| batch(vec![0; n]);
         assert_eq!(
-            sizes(cut(vec![b(2), b(2), b(1), b(3), b(4)], 4)),
+            sizes(vec![b(2), b(2), b(1), b(3), b(4)]),
             vec![vec![2, 2], vec![1, 3], vec![4]]
         );
-        assert_eq!(sizes(cut(vec![b(5)], 4)), vec![vec![5]]);
-        assert!(cut(vec![], 4).is_empty());
+        assert_eq!(sizes(vec![b(5)]), vec![vec![5]]);
+        assert!(sizes(vec![]).is_empty());
     }
 
     /// A data file leaves the partition column out and keeps the rest.
     #[test]
     fn a_data_file_has_no_partition_column() {
-        let (bytes, rows) = encode("weights", &[batch(vec![7, 7, 7])]).unwrap();
+        let (bytes, rows) = encode("weights", 7, &vec![batch(vec![7, 7, 7])].into(), 0..1).unwrap();
         assert_eq!(rows, 3);
         let r =
             parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes, 1024).unwrap();

@@ -11,6 +11,7 @@
 //! 4. `epochs` is committed last: an epoch is visible through `epochs` only
 //!    when all its tables are.
 
+pub mod batches;
 pub mod commit;
 pub mod epochs;
 pub mod files;

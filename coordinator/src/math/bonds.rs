@@ -25,7 +25,7 @@
 //! the rounding of one division, whether bonds are 10^12 base units or 10^-3.
 
 use super::fixed;
-use super::{Bonds, Column, Kept, Loc, Rows};
+use super::{Alloc, Block, Bonds, Column, Kept, Loc, Rows};
 
 /// Every holder starts a new segment at least once per this many epochs (at
 /// the epochs where `epoch % CHECKPOINT_EPOCHS == uid % CHECKPOINT_EPOCHS`),
@@ -182,7 +182,7 @@ impl Segments {
     }
 
     /// Each holder's piece and entries.
-    fn locate(&self, n: usize) -> Vec<Loc> {
+    pub(crate) fn locate(&self, n: usize) -> Vec<Loc> {
         super::locate(
             self.parts.iter().map(|p| &p.holder),
             n.max(self.start.len()),
@@ -196,8 +196,21 @@ impl Segments {
     /// bonds after the previous epoch and the row in force. `edges` are the
     /// rows in force, `stake` the stake before this epoch, both by index.
     pub fn advance(&self, epoch: u64, stake: &[u64], edges: &Rows, due: &[bool]) -> Segments {
+        self.advance_into(epoch, stake, edges, due, &|n| Block::in_memory(n, 2))
+    }
+
+    /// [`Segments::advance`], the new segments' entries laid out in the
+    /// block `alloc` gives (two Float64 columns: bond, weight).
+    pub fn advance_into(
+        &self,
+        epoch: u64,
+        stake: &[u64],
+        edges: &Rows,
+        due: &[bool],
+        alloc: Alloc<'_>,
+    ) -> Segments {
         let parts = (rayon::current_num_threads() * 4).clamp(1, stake.len().div_ceil(4096).max(1));
-        self.advance_in(epoch, stake, edges, due, parts)
+        self.advance_in(epoch, stake, edges, due, parts, alloc)
     }
 
     /// [`Segments::advance`] in `parts` ranges of holders: they are
@@ -214,6 +227,7 @@ impl Segments {
         edges: &Rows,
         due: &[bool],
         parts: usize,
+        alloc: Alloc<'_>,
     ) -> Segments {
         use rayon::prelude::*;
         let n = stake.len();
@@ -235,14 +249,15 @@ impl Segments {
             .collect();
         let counts: Vec<usize> = plans.iter().map(|p| p.count).collect();
         let total: usize = counts.iter().sum();
-        let (mut holder, mut peer) = (vec![0u32; total], vec![0u32; total]);
-        let (mut bond, mut weight) = (vec![0f64; total], vec![0f64; total]);
+        let mut block = alloc(total);
+        let ([holder, peer], floats) = block.columns();
+        let [bond, weight]: [&mut [f64]; 2] = floats.try_into().expect("bond and weight");
         plans
             .par_iter()
-            .zip(carve(&mut holder, &counts))
-            .zip(carve(&mut peer, &counts))
-            .zip(carve(&mut bond, &counts))
-            .zip(carve(&mut weight, &counts))
+            .zip(carve(holder, &counts))
+            .zip(carve(peer, &counts))
+            .zip(carve(bond, &counts))
+            .zip(carve(weight, &counts))
             .for_each(|((((plan, h), p), b), w)| {
                 let mut out = Out {
                     holder: h,
@@ -254,11 +269,13 @@ impl Segments {
                 self.write_range(plan, stake, edges, &mut out);
                 debug_assert_eq!(out.at, plan.count);
             });
+        let ([holder, peer], floats) = block.freeze();
+        let [bond, weight] = <[Column<f64>; 2]>::try_from(floats).expect("bond and weight");
         let fresh = Entries {
-            holder: holder.into(),
-            peer: peer.into(),
-            bond: bond.into(),
-            weight: weight.into(),
+            holder,
+            peer,
+            bond,
+            weight,
         };
         // Holders that go on stay slices of the previous pieces; new
         // segments are slices of `fresh`.

@@ -10,6 +10,7 @@
 //!
 //! [`compute`] runs the whole section in the order the SPEC writes it.
 
+pub mod block;
 pub mod bonds;
 pub mod clip;
 pub mod consensus;
@@ -24,6 +25,7 @@ pub mod rank;
 pub mod trust;
 pub mod udf;
 
+pub use block::{Alloc, Block};
 pub use bonds::{Entries, Segments};
 use faceblock_schemas::{Consensus, Params};
 

@@ -618,16 +618,17 @@ fn many_epochs(p: &Params) {
     let mut segments = Segments::default();
     let mut k = 1;
     let mut pieces = 0;
+    let mem: super::Alloc = &|n| super::Block::in_memory(n, 2);
     for epoch in 0..8u64 {
         let e: super::Rows = rows.step(&mut rng, epoch, 6).into();
         let due: Vec<bool> = (0..n)
             .map(|i| (epoch + i as u64).is_multiple_of(3))
             .collect();
         let bond_edges = super::bond_edges(&p, &stake, &e);
-        let whole = segments.advance_in(epoch, &stake, &bond_edges, &due, 1);
+        let whole = segments.advance_in(epoch, &stake, &bond_edges, &due, 1, mem);
         // Holders advanced in ranges side by side: the same segments.
         for parts in [2, 7, 60, 100] {
-            let split = segments.advance_in(epoch, &stake, &bond_edges, &due, parts);
+            let split = segments.advance_in(epoch, &stake, &bond_edges, &due, parts, mem);
             assert_eq!(split, whole, "epoch {epoch}, {parts} ranges");
         }
         // Pieces laid end to end advance as the same entries in one piece.
@@ -637,7 +638,7 @@ fn many_epochs(p: &Params) {
             segments.stake.clone(),
         );
         assert_eq!(
-            one.advance_in(epoch, &stake, &bond_edges, &due, 3),
+            one.advance_in(epoch, &stake, &bond_edges, &due, 3, mem),
             whole,
             "epoch {epoch}: {} pieces against one",
             segments.parts.len()

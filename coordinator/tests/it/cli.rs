@@ -283,8 +283,8 @@ fn epoch_cache_folder_and_off() {
         .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
         .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    // Epoch 1's list and its two data files (every row was sent again, so
-    // nothing is named in epoch 0's).
+    // Epoch 1's list and its two data files, laid out as the rows were
+    // merged (every row was sent again, so nothing is named in epoch 0's).
     assert_eq!(files.len(), 3, "{files:?}");
     assert!(files.iter().all(|f| f.starts_with("1-")), "{files:?}");
     assert_eq!(files.iter().filter(|f| f.ends_with(".list")).count(), 1);

@@ -22,7 +22,7 @@ fn a_run_that_died_after_claiming_is_finished_by_the_next() {
             .await
             .unwrap();
         p.tables
-            .push(("epochs", p.row.batch(&p.digest, "test", 0).unwrap()));
+            .push(("epochs", p.row.batch(&p.digest, "test", 0).unwrap().into()));
         let mut claim = Claim {
             epoch: 0,
             run: "dead-run".into(),
