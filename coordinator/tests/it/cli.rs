@@ -283,11 +283,28 @@ fn epoch_cache_folder_and_off() {
         .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
         .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    // Epoch 1's list and its two data files, laid out as the rows were
-    // merged (every row was sent again, so nothing is named in epoch 0's).
-    assert_eq!(files.len(), 3, "{files:?}");
-    assert!(files.iter().all(|f| f.starts_with("1-")), "{files:?}");
-    assert_eq!(files.iter().filter(|f| f.ends_with(".list")).count(), 1);
+    // Epoch 1's list, and only the data files it names: its own, laid out
+    // as the rows were merged, and epoch 0's where segments went on.
+    let lists: Vec<&String> = files.iter().filter(|f| f.ends_with(".list")).collect();
+    assert_eq!(lists.len(), 1, "{files:?}");
+    assert!(lists[0].starts_with("1-"), "{files:?}");
+    let dir = std::fs::read_dir(&cache)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let list = std::fs::read_to_string(dir.join(lists[0])).unwrap();
+    assert!(files
+        .iter()
+        .any(|f| f.starts_with("1-") && f.ends_with(".cols")));
+    for f in files.iter().filter(|f| f.ends_with(".cols")) {
+        let (stem, part) = f.trim_end_matches(".cols").rsplit_once('.').unwrap();
+        assert!(
+            list.contains(&format!("{part} {stem} ")),
+            "{f} unnamed: {list}"
+        );
+    }
 
     // `off` wins over FACEBLOCK_CACHE, which common.rs sets for every command.
     let other = Net::new(3, &[100, 200, 300], "");
