@@ -174,12 +174,7 @@ pub fn weights(epoch: u64, uids: &[i64], force: &InForce) -> Batches {
     let runs = Runs::of_owners(&at, |i| force.weights_epoch[i] == Some(epoch));
     let uids: Arc<[i64]> = uids.into();
     on_demand("weights", epoch, runs, move |runs| {
-        let uid = |c: fn(&Edges) -> &Column<u32>| {
-            i64s(runs.iter().flat_map(|r| {
-                let col = c(&parts[r.part]);
-                (r.lo..r.hi).map(|x| uids[col[x] as usize])
-            }))
-        };
+        let uid = |c: fn(&Edges) -> &Column<u32>| uids_of(runs, &uids, |p| c(&parts[p]));
         vec![
             ("src", uid(|e| &e.src)),
             ("dst", uid(|e| &e.dst)),
@@ -196,12 +191,7 @@ pub fn bonds(epoch: u64, uids: &[i64], seg: &Segments) -> Batches {
     let runs = Runs::of_owners(&at, |i| seg.start[i] == epoch);
     let uids: Arc<[i64]> = uids.into();
     on_demand("bonds", epoch, runs, move |runs| {
-        let uid = |c: fn(&Entries) -> &Column<u32>| {
-            i64s(runs.iter().flat_map(|r| {
-                let col = c(&parts[r.part]);
-                (r.lo..r.hi).map(|x| uids[col[x] as usize])
-            }))
-        };
+        let uid = |c: fn(&Entries) -> &Column<u32>| uids_of(runs, &uids, |p| c(&parts[p]));
         vec![
             ("holder", uid(|p| &p.holder)),
             ("peer", uid(|p| &p.peer)),
@@ -258,6 +248,16 @@ impl Runs {
     }
 }
 
+/// The uids of an index column's entries in `runs` (a slice at a time: a
+/// flattened iterator of runs was twice as slow).
+fn uids_of<'a>(runs: &[Loc], uids: &[i64], col: impl Fn(usize) -> &'a Column<u32>) -> ArrayRef {
+    let mut v = Vec::with_capacity(runs.iter().map(|r| r.hi - r.lo).sum());
+    for r in runs {
+        v.extend(col(r.part)[r.lo..r.hi].iter().map(|x| uids[*x as usize]));
+    }
+    Arc::new(Int64Array::from(v))
+}
+
 /// A Float64 column of `runs`: a slice of the piece's own column when the
 /// chunk lies in one run, a copy otherwise.
 fn floats<'a>(runs: &[Loc], col: impl Fn(usize) -> &'a Column<f64>) -> ArrayRef {
@@ -266,11 +266,13 @@ fn floats<'a>(runs: &[Loc], col: impl Fn(usize) -> &'a Column<f64>) -> ArrayRef 
             col(r.part).slice(r.lo, r.hi - r.lo),
             None,
         )),
-        _ => f64s(
-            runs.iter()
-                .flat_map(|r| col(r.part)[r.lo..r.hi].iter().copied())
-                .collect(),
-        ),
+        _ => {
+            let mut v = Vec::with_capacity(runs.iter().map(|r| r.hi - r.lo).sum());
+            for r in runs {
+                v.extend_from_slice(&col(r.part)[r.lo..r.hi]);
+            }
+            f64s(v)
+        }
     }
 }
 

@@ -10,7 +10,6 @@ use ed25519_dalek::VerifyingKey;
 use faceblock_schemas::schema::{EPOCH_KEY, SIGNATURE_KEY, SOURCE_KEY};
 use faceblock_schemas::signing::{self, Kind, SignContext};
 use faceblock_schemas::{layout, NetworkFile, Params, Store};
-use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::reason::Reason;
@@ -104,12 +103,15 @@ pub async fn read_weights(
         uid: 0,
     };
     let pb = crate::progress::bar(to_read.len() as u64, "reading submissions");
-    let decoded = fetch_map(store, to_read, 64, &pb, |f| decode_file(f, registry, &ctx)).await?;
+    let decoded = fetch_map(store, to_read, 64, &pb, |f| {
+        decode_file(f, registry, &ctx, &net.params, k)
+    })
+    .await?;
     pb.finish_and_clear();
     phases.read = t.elapsed();
 
     let t = std::time::Instant::now();
-    let checked = check_decoded(decoded, registry, &ctx, &net.params, k);
+    let checked = check_decoded(decoded, &ctx);
     phases.verify = t.elapsed();
     for (input, result) in checked {
         let uid = input.uid;
@@ -129,19 +131,35 @@ pub async fn read_weights(
 type Checked = (InputObject, Result<AcceptedRow, (Reason, String)>);
 type DecodedFile = (InputObject, Result<Decoded, (Reason, String)>);
 
+/// A decoded file, its row already validated: the Arrow batch is dropped
+/// as soon as the file is read, so that a hundred thousand of them never
+/// sit in memory together (their first touch was a quarter of this phase).
 struct Decoded {
+    signed: Signed,
+    /// SPEC 5.1 checks 3 and 4: what the row holds if the signature holds.
+    row: Result<AcceptedRow, (Reason, String)>,
+}
+
+/// What a file's signature is checked against.
+struct Signed {
     uid: u32,
-    src: u32,
-    batch: arrow::array::RecordBatch,
     source: Source,
-    claimed_epoch: Option<u64>,
     sig: [u8; 64],
     msg: [u8; 32],
     key: VerifyingKey,
+    /// When the file claims another epoch: that epoch and the message
+    /// signed for it, to tell `wrong_epoch` from `bad_signature`.
+    claimed: Option<(u64, [u8; 32])>,
 }
 
 /// One fetched weight file: its input record and its decoded row (or why not).
-fn decode_file(f: Fetched, registry: &Registry, ctx: &SignContext) -> DecodedFile {
+fn decode_file(
+    f: Fetched,
+    registry: &Registry,
+    ctx: &SignContext,
+    params: &Params,
+    k: u32,
+) -> DecodedFile {
     let name = f.object.rsplit('/').next().unwrap_or("");
     let uid = layout::parse_uid_file(name).expect("only uid files are fetched");
     let input = InputObject {
@@ -155,70 +173,56 @@ fn decode_file(f: Fetched, registry: &Registry, ctx: &SignContext) -> DecodedFil
         .index(uid)
         .expect("only registered uids are fetched");
     let peer = &registry.peers()[src as usize];
-    (input, decode_weights(&f, uid, src, peer, ctx))
+    let decoded = decode_weights(&f, uid, peer, ctx).map(|(signed, batch)| {
+        let row = match signed.source {
+            // The row's values are φ, measured by the coordinator, not the file's.
+            Source::Fisher => Ok((vec![], vec![])),
+            Source::Explicit => validate_row(&batch, uid, src, registry, params, k),
+        };
+        Decoded {
+            row: row.map(|(dst, weight)| AcceptedRow {
+                src,
+                dst,
+                weight,
+                source: signed.source,
+            }),
+            signed,
+        }
+    });
+    (input, decoded)
 }
 
-/// Verifies (in batches) and validates decoded weight files.
-fn check_decoded(
-    decoded: Vec<DecodedFile>,
-    registry: &Registry,
-    ctx: &SignContext,
-    params: &Params,
-    k: u32,
-) -> Vec<Checked> {
+/// Verifies decoded weight files' signatures, in batches.
+fn check_decoded(decoded: Vec<DecodedFile>, ctx: &SignContext) -> Vec<Checked> {
     let idx: Vec<usize> = (0..decoded.len())
         .filter(|i| decoded[*i].1.is_ok())
         .collect();
     let items: Vec<_> = idx
         .iter()
         .filter_map(|i| decoded[*i].1.as_ref().ok())
-        .map(|d| (d.msg, d.sig, d.key))
+        .map(|d| (d.signed.msg, d.signed.sig, d.signed.key))
         .collect();
     let mut ok = vec![false; decoded.len()];
     for (i, v) in idx.into_iter().zip(verify_batched(&items)) {
         ok[i] = v;
     }
-
     decoded
-        .into_par_iter()
-        .enumerate()
-        .map(|(i, (input, d))| {
+        .into_iter()
+        .zip(ok)
+        .map(|((input, d), ok)| {
             let result = d.and_then(|d| {
-                if !ok[i] {
-                    return Err(signature_failure(&d, ctx));
+                if !ok {
+                    return Err(signature_failure(&d.signed, ctx));
                 }
-                if d.source == Source::Fisher {
-                    // The row's values are φ, measured by the coordinator, not the file's.
-                    return Ok(AcceptedRow {
-                        src: d.src,
-                        dst: vec![],
-                        weight: vec![],
-                        source: d.source,
-                    });
-                }
-                validate_row(&d.batch, d.uid, d.src, registry, params, k).map(|(dst, weight)| {
-                    AcceptedRow {
-                        src: d.src,
-                        dst,
-                        weight,
-                        source: d.source,
-                    }
-                })
+                d.row
             });
             (input, result)
         })
         .collect()
 }
 
-fn signature_failure(d: &Decoded, ctx: &SignContext) -> (Reason, String) {
-    if let Some(e) = d.claimed_epoch.filter(|e| *e != ctx.epoch) {
-        let c = SignContext {
-            epoch: e,
-            uid: d.uid,
-            ..*ctx
-        };
-        let attrs = source_attrs(d.source);
-        let msg = signing::message(&c, &attrs, &d.batch);
+fn signature_failure(d: &Signed, ctx: &SignContext) -> (Reason, String) {
+    if let Some((e, msg)) = d.claimed {
         if signing::verify_one(&msg, &d.sig, &d.key) {
             return (
                 Reason::WrongEpoch,
@@ -242,13 +246,14 @@ fn source_attrs(source: Source) -> Vec<(&'static str, &'static str)> {
     }
 }
 
+/// What the file's signature is checked against, and its batch (the
+/// caller validates the row).
 fn decode_weights(
     f: &Fetched,
     uid: u32,
-    src: u32,
     peer: &Peer,
     ctx: &SignContext,
-) -> Result<Decoded, (Reason, String)> {
+) -> Result<(Signed, arrow::array::RecordBatch), (Reason, String)> {
     let d = decode_guarded(&f.object, f.bytes.clone())?;
     let fields = d.schema.fields();
     let names: Vec<(&str, &DataType)> = fields
@@ -298,17 +303,24 @@ fn decode_weights(
     let c = SignContext { uid, ..*ctx };
     let attrs = source_attrs(source);
     let msg = signing::message(&c, &attrs, &d.batch);
-    let claimed_epoch = d.metadata.get(EPOCH_KEY).and_then(|v| v.parse().ok());
-    Ok(Decoded {
+    let claimed = (d.metadata.get(EPOCH_KEY))
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|e| *e != ctx.epoch)
+        .map(|e| {
+            (
+                e,
+                signing::message(&SignContext { epoch: e, ..c }, &attrs, &d.batch),
+            )
+        });
+    let signed = Signed {
         uid,
-        src,
-        batch: d.batch,
         source,
-        claimed_epoch,
         sig,
         msg,
         key,
-    })
+        claimed,
+    };
+    Ok((signed, d.batch))
 }
 
 /// SPEC 5.1 checks 3 and 4 on a decoded row; returns destination indices and

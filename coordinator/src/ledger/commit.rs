@@ -92,16 +92,19 @@ fn cut(batches: &Batches, rows: usize) -> Vec<std::ops::Range<usize>> {
 }
 
 /// One data file: batches `range`, all of `epoch`, without the partition
-/// column, as Parquet. Batches built on demand live one at a time.
-fn encode(
+/// column, as Parquet into the writer `sink` makes (given the bytes
+/// expected). Batches built on demand live one at a time.
+fn encode<W: std::io::Write + Send>(
     table: &str,
     epoch: u64,
     batches: &Batches,
     range: std::ops::Range<usize>,
-) -> Result<(bytes::Bytes, usize)> {
+    sink: impl FnOnce(usize) -> std::io::Result<W>,
+) -> Result<(W, usize)> {
     let err = |e: parquet::errors::ParquetError| {
         Error::Epoch(format!("encoding ledger table {table}: {e}"))
     };
+    let mut sink = Some(sink);
     let mut w = None;
     let mut rows = 0;
     for i in range.clone() {
@@ -116,17 +119,17 @@ fn encode(
             .filter(|i| schema.field(*i).name() != "epoch")
             .collect();
         let b = b.project(&keep)?;
-        if w.is_none() {
-            // Sized up front, at half the values' width per row: grown by
-            // doubling, the buffer was copied into fresh memory again and
-            // again (pages never touched cost nothing).
+        if let Some(sink) = sink.take() {
+            // About half the values' width per row.
             let width: usize = (b.schema().fields().iter())
                 .map(|f| f.data_type().primitive_width().unwrap_or(16))
                 .sum();
             let all: usize = range.clone().map(|i| batches.rows_of(i)).sum();
+            let out = sink(all * width / 2)
+                .map_err(|e| Error::Epoch(format!("writing ledger table {table}: {e}")))?;
             w = Some(
                 parquet::arrow::ArrowWriter::try_new(
-                    Vec::with_capacity(all * width / 2),
+                    out,
                     b.schema(),
                     Some(writer_properties(table)),
                 )
@@ -137,7 +140,56 @@ fn encode(
         rows += b.num_rows();
     }
     let w = w.ok_or_else(|| Error::Epoch(format!("ledger table {table}: an empty file")))?;
-    Ok((w.into_inner().map_err(err)?.into(), rows))
+    Ok((w.into_inner().map_err(err)?, rows))
+}
+
+/// [`encode`] into memory, for an object store. The buffer is sized up
+/// front: grown by doubling, it was copied into fresh memory again and again.
+fn encode_bytes(
+    table: &str,
+    epoch: u64,
+    batches: &Batches,
+    range: std::ops::Range<usize>,
+) -> Result<(bytes::Bytes, usize)> {
+    let (v, rows) = encode(table, epoch, batches, range, |n| Ok(Vec::with_capacity(n)))?;
+    Ok((v.into(), rows))
+}
+
+/// [`encode`] straight into the file at `path` of a local store, under a
+/// temporary name renamed into place, as the store's own put does: the
+/// bytes never sit in a buffer of their own (fresh memory, then a copy).
+fn encode_file(
+    table: &str,
+    epoch: u64,
+    batches: &Batches,
+    range: std::ops::Range<usize>,
+    path: &std::path::Path,
+) -> Result<(u64, usize)> {
+    let io = |e: std::io::Error| faceblock_schemas::Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
+    let dir = path.parent().expect("a file in a table's folder");
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let tmp = dir.join(format!(".{}.tmp", uuid::Uuid::new_v4()));
+    let (w, rows) = encode(table, epoch, batches, range, |_| {
+        Ok(std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(&tmp)?,
+        ))
+    })?;
+    let done = w
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.metadata())
+        .and_then(|m| std::fs::rename(&tmp, path).map(|_| m.len()));
+    match done {
+        Ok(size) => Ok((size, rows)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(io(e).into())
+        }
+    }
 }
 
 /// Rows per staged data file. Large tables become several files, encoded
@@ -167,45 +219,60 @@ impl Ledger {
         let epoch = partition_epoch(table, &batches.get(0)?)?;
         let files = cut(&batches, FILE_ROWS);
         let name = table.to_string();
+        let run = uuid::Uuid::new_v4();
+        let now = chrono::Utc::now().timestamp_millis();
+        let root = faceblock_schemas::layout::ledger_table(table);
+        let path = move |i: usize| format!("epoch={epoch}/part-{i:05}-{run}-c000.zstd.parquet");
+        let (store, at) = (self.store().clone(), root.clone());
         let encoded = tokio::task::spawn_blocking(move || {
             use rayon::prelude::*;
             files
                 .into_par_iter()
-                .map(|f| encode(&name, epoch, &batches, f))
+                .enumerate()
+                .map(
+                    |(i, f)| match store.local_path(&format!("{at}/{}", path(i))) {
+                        Some(file) => encode_file(&name, epoch, &batches, f, &file)
+                            .map(|(size, rows)| (size, rows, None)),
+                        None => encode_bytes(&name, epoch, &batches, f)
+                            .map(|(b, rows)| (b.len() as u64, rows, Some(b))),
+                    },
+                )
                 .collect::<Result<Vec<_>>>()
         })
         .await
         .map_err(|e| Error::Epoch(format!("encoding ledger table {table} failed: {e}")))??;
-        let run = uuid::Uuid::new_v4();
-        let now = chrono::Utc::now().timestamp_millis();
-        let root = faceblock_schemas::layout::ledger_table(table);
-        let puts = encoded.into_iter().enumerate().map(|(i, (bytes, rows))| {
-            let path = format!("epoch={epoch}/part-{i:05}-{run}-c000.zstd.parquet");
-            let object = format!("{root}/{path}");
-            async move {
-                let size = bytes.len() as i64;
-                self.store().put(&object, bytes).await?;
-                let stats = deltalake::protocol::Stats {
-                    num_records: rows as i64,
-                    ..Default::default()
-                };
-                Ok::<_, Error>(Add {
-                    path,
-                    partition_values: [("epoch".to_string(), Some(epoch.to_string()))]
-                        .into_iter()
-                        .collect(),
-                    size,
-                    modification_time: now,
-                    data_change: true,
-                    stats: Some(serde_json::to_string(&stats).expect("stats serialise")),
-                    tags: None,
-                    deletion_vector: None,
-                    base_row_id: None,
-                    default_row_commit_version: None,
-                    clustering_provider: None,
-                })
-            }
-        });
+        let puts = encoded
+            .into_iter()
+            .enumerate()
+            .map(|(i, (size, rows, bytes))| {
+                let path = path(i);
+                let object = format!("{root}/{path}");
+                async move {
+                    if let Some(bytes) = bytes {
+                        self.store().put(&object, bytes).await?;
+                    }
+                    let size = size as i64;
+                    let stats = deltalake::protocol::Stats {
+                        num_records: rows as i64,
+                        ..Default::default()
+                    };
+                    Ok::<_, Error>(Add {
+                        path,
+                        partition_values: [("epoch".to_string(), Some(epoch.to_string()))]
+                            .into_iter()
+                            .collect(),
+                        size,
+                        modification_time: now,
+                        data_change: true,
+                        stats: Some(serde_json::to_string(&stats).expect("stats serialise")),
+                        tags: None,
+                        deletion_vector: None,
+                        base_row_id: None,
+                        default_row_commit_version: None,
+                        clustering_provider: None,
+                    })
+                }
+            });
         futures::future::try_join_all(puts).await
     }
 
@@ -330,8 +397,8 @@ mod tests {
         assert!(partition_epoch("t", &batch(vec![3, 4])).is_err());
         assert!(partition_epoch("t", &batch(vec![-1])).is_err());
         let two: Batches = vec![batch(vec![3]), batch(vec![4])].into();
-        assert!(encode("t", 3, &two, 0..2).is_err());
-        assert!(encode("t", 3, &two, 0..1).is_ok());
+        assert!(encode_bytes("t", 3, &two, 0..2).is_err());
+        assert!(encode_bytes("t", 3, &two, 0..1).is_ok());
     }
 
     /// Files hold whole batches, in order, up to the row budget.
@@ -356,7 +423,8 @@ mod tests {
     /// A data file leaves the partition column out and keeps the rest.
     #[test]
     fn a_data_file_has_no_partition_column() {
-        let (bytes, rows) = encode("weights", 7, &vec![batch(vec![7, 7, 7])].into(), 0..1).unwrap();
+        let (bytes, rows) =
+            encode_bytes("weights", 7, &vec![batch(vec![7, 7, 7])].into(), 0..1).unwrap();
         assert_eq!(rows, 3);
         let r =
             parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes, 1024).unwrap();
