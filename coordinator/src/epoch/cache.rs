@@ -1032,6 +1032,17 @@ mod tests {
         read(&c.file(stem, part), table.floats()).unwrap().0[0].len()
     }
 
+    /// Epoch 4's entry, ten peers' rows of three entries, written whole
+    /// and read back.
+    fn epoch_four(c: &EpochCache) -> Carried {
+        let full = Carried {
+            rows: rows_of(0..10, 0.5).into(),
+            ..carried()
+        };
+        c.start(4, full, &c.arena(4)).finish("abc");
+        c.load(4, "abc", 10).expect("hit")
+    }
+
     /// New rows laid out by the cache's arena are a data file already: the
     /// entry names them where they lie and copies nothing, reads back the
     /// same, and a run that died after laying out leaves nothing behind
@@ -1040,12 +1051,7 @@ mod tests {
     fn entries_laid_out_in_the_cache_are_named_not_copied() {
         let root = tempfile::tempdir().unwrap();
         let c = EpochCache::new(root.path(), "file:///net");
-        let full = Carried {
-            rows: rows_of(0..10, 0.5).into(),
-            ..carried()
-        };
-        c.start(4, full, &c.arena(4)).finish("abc");
-        let four = c.load(4, "abc", 10).expect("hit");
+        let four = epoch_four(&c);
         let arena = c.arena(5);
         let mut block = arena.rows(3);
         let ([src, dst], mut w) = block.columns();
@@ -1102,12 +1108,7 @@ mod tests {
     fn an_entry_grows_with_what_changed() {
         let root = tempfile::tempdir().unwrap();
         let c = EpochCache::new(root.path(), "file:///net");
-        let full = Carried {
-            rows: rows_of(0..10, 0.5).into(),
-            ..carried()
-        };
-        c.start(4, full, &c.arena(4)).finish("abc");
-        let four = c.load(4, "abc", 10).expect("hit");
+        let four = epoch_four(&c);
         assert_eq!(entries_in(&c, "4-abc", "rows"), 30);
         // Epoch 5: peer 3 sent a new row; the others' rows are kept.
         let kept = four.rows.entries().into_owned();

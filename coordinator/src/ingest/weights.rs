@@ -2,8 +2,6 @@
 //! batches and validate each row; every file ends up an accepted row or one
 //! rejection.
 
-use std::collections::HashMap;
-
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type, UInt32Type};
 use ed25519_dalek::VerifyingKey;
@@ -69,7 +67,6 @@ pub async fn read_weights(
     let listed = list_inputs(store, &dir, only).await?;
     let mut out = Ingested::default();
     let mut to_read = Vec::new();
-    let mut sizes = HashMap::new();
     for (object, meta) in listed {
         let name = object.strip_prefix(&format!("{dir}/")).unwrap_or(&object);
         let Some(uid) = layout::parse_uid_file(name) else {
@@ -90,7 +87,6 @@ pub async fn read_weights(
                 .push(InputObject::unread(object, Some(uid), "weights", meta.size));
             continue;
         }
-        sizes.insert(object.clone(), meta.size);
         to_read.push(object);
     }
     phases.list = t.elapsed();
