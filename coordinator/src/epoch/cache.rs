@@ -181,6 +181,13 @@ struct Written {
 /// half of them holds under a fifth of the entries.
 const MAX_RUNS: usize = 8_192;
 
+/// Past this many pieces of carried segments, an epoch lays all its
+/// segments out anew as it advances them (`Segments::advance_into`),
+/// before its entry would pass [`MAX_RUNS`]: restarted segments fall
+/// between kept ones all over the table, so copying the shortest runs
+/// would copy nearly all of them, in the writer the commit waits for.
+pub const COMPACT_PIECES: usize = MAX_RUNS / 2;
+
 /// Past this many data files named by one table, an epoch rewrites it whole.
 const MAX_FILES: usize = 32;
 

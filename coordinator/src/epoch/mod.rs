@@ -186,12 +186,15 @@ pub async fn prepare(
         .map(|p| math::bonds::checkpoint_due(epoch, p.uid))
         .collect();
     let bond_edges = math::bond_edges(&net.params, &stake, &force.edges);
-    let segments =
-        prev.segments
-            .advance_into(epoch, &stake, &bond_edges, &due, &|n| match &arena {
-                Some(a) => a.segments(n),
-                None => math::Block::in_memory(n, 2),
-            });
+    // Segments restart between kept ones every epoch (checkpoints are
+    // spread over uids), so the pieces they are carried in multiply; past
+    // a bound they are laid end to end again as they advance.
+    let compact = prev.segments.parts.len() > cache::COMPACT_PIECES;
+    let alloc: math::Alloc = &|n| match &arena {
+        Some(a) => a.segments(n),
+        None => math::Block::in_memory(n, 2),
+    };
+    let segments = (prev.segments).advance_into(epoch, &stake, &bond_edges, &due, (alloc, compact));
     debug!(
         since_start_ms = t.elapsed().as_millis() as u64,
         "bond segments advanced"

@@ -196,21 +196,27 @@ impl Segments {
     /// bonds after the previous epoch and the row in force. `edges` are the
     /// rows in force, `stake` the stake before this epoch, both by index.
     pub fn advance(&self, epoch: u64, stake: &[u64], edges: &Rows, due: &[bool]) -> Segments {
-        self.advance_into(epoch, stake, edges, due, &|n| Block::in_memory(n, 2))
+        let alloc: Alloc = &|n| Block::in_memory(n, 2);
+        self.advance_into(epoch, stake, edges, due, (alloc, false))
     }
 
     /// [`Segments::advance`], the new segments' entries laid out in the
-    /// block `alloc` gives (two Float64 columns: bond, weight).
+    /// block `alloc` gives (two Float64 columns: bond, weight). With
+    /// `compact`, the entries of segments that go on are copied there too
+    /// (the same segments, in one piece): pieces accumulate as segments
+    /// restart between them, one batch each in the plans, and copying them
+    /// here, on every core, is cheaper than the epoch cache copying them
+    /// afterwards.
     pub fn advance_into(
         &self,
         epoch: u64,
         stake: &[u64],
         edges: &Rows,
         due: &[bool],
-        alloc: Alloc<'_>,
+        (alloc, compact): (Alloc<'_>, bool),
     ) -> Segments {
         let parts = (rayon::current_num_threads() * 4).clamp(1, stake.len().div_ceil(4096).max(1));
-        self.advance_in(epoch, stake, edges, due, parts, alloc)
+        self.advance_in(epoch, stake, edges, due, parts, (alloc, compact))
     }
 
     /// [`Segments::advance`] in `parts` ranges of holders: they are
@@ -227,7 +233,7 @@ impl Segments {
         edges: &Rows,
         due: &[bool],
         parts: usize,
-        alloc: Alloc<'_>,
+        (alloc, compact): (Alloc<'_>, bool),
     ) -> Segments {
         use rayon::prelude::*;
         let n = stake.len();
@@ -242,8 +248,8 @@ impl Segments {
                     edges,
                     due,
                     (&locs, &rows),
-                    n * p / parts,
-                    n * (p + 1) / parts,
+                    (n * p / parts, n * (p + 1) / parts),
+                    compact,
                 )
             })
             .collect();
@@ -281,6 +287,7 @@ impl Segments {
         // segments are slices of `fresh`.
         let kept = plans.iter().flat_map(|p| &p.fate).map(|fate| match *fate {
             Fate::GoesOn(l) => Kept::Old(l),
+            Fate::Moves(l) => Kept::New(l.hi - l.lo),
             Fate::Starts { written, .. } => Kept::New(written),
         });
         let pieces = super::lay_out(kept, &self.parts, &fresh, total, |p, lo, hi| {
@@ -303,8 +310,8 @@ impl Segments {
         edges: &Rows,
         due: &[bool],
         (locs, rows): (&[Loc], &[Loc]),
-        lo: usize,
-        hi: usize,
+        (lo, hi): (usize, usize),
+        compact: bool,
     ) -> Plan {
         let mut plan = Plan {
             lo,
@@ -324,7 +331,12 @@ impl Segments {
                 && !due.get(i).copied().unwrap_or(false)
                 && self.holds_row(seg, edges.row(row));
             if let (true, Some(sum)) = (goes_on, sum) {
-                plan.fate.push(Fate::GoesOn(seg));
+                if compact {
+                    plan.count += seg.hi - seg.lo;
+                    plan.fate.push(Fate::Moves(seg));
+                } else {
+                    plan.fate.push(Fate::GoesOn(seg));
+                }
                 plan.start.push(self.start[i]);
                 plan.stake.push(sum);
                 continue;
@@ -353,6 +365,18 @@ impl Segments {
     fn write_range(&self, plan: &Plan, stake: &[u64], edges: &Rows, out: &mut Out<'_>) {
         for (k, fate) in plan.fate.iter().enumerate() {
             let h = (plan.lo + k) as u32;
+            if let Fate::Moves(l) = *fate {
+                // A segment with no entries may name no piece at all.
+                let Some(p) = self.parts.get(l.part).filter(|_| l.hi > l.lo) else {
+                    continue;
+                };
+                let to = out.at + (l.hi - l.lo);
+                out.holder[out.at..to].fill(h);
+                out.peer[out.at..to].copy_from_slice(&p.peer[l.lo..l.hi]);
+                out.bond[out.at..to].copy_from_slice(&p.bond[l.lo..l.hi]);
+                out.weight[out.at..to].copy_from_slice(&p.weight[l.lo..l.hi]);
+                out.at = to;
+            }
             if let Fate::Starts { .. } = fate {
                 self.start_segment(fate, stake[h as usize], edges, |peer, bond, weight| {
                     out.holder[out.at] = h;
@@ -438,6 +462,9 @@ impl Segments {
 enum Fate {
     /// It goes on: its entries, where they are, as they are.
     GoesOn(Loc),
+    /// It goes on, its entries copied as they are into the new piece: the
+    /// pieces are laid end to end again (see [`Segments::advance_into`]).
+    Moves(Loc),
     /// A new one starts from the previous segment's entries `seg` (their
     /// stake sum `held`) and the row in force at `row`; it has `written`
     /// entries.

@@ -625,10 +625,10 @@ fn many_epochs(p: &Params) {
             .map(|i| (epoch + i as u64).is_multiple_of(3))
             .collect();
         let bond_edges = super::bond_edges(&p, &stake, &e);
-        let whole = segments.advance_in(epoch, &stake, &bond_edges, &due, 1, mem);
+        let whole = segments.advance_in(epoch, &stake, &bond_edges, &due, 1, (mem, false));
         // Holders advanced in ranges side by side: the same segments.
         for parts in [2, 7, 60, 100] {
-            let split = segments.advance_in(epoch, &stake, &bond_edges, &due, parts, mem);
+            let split = segments.advance_in(epoch, &stake, &bond_edges, &due, parts, (mem, false));
             assert_eq!(split, whole, "epoch {epoch}, {parts} ranges");
         }
         // Pieces laid end to end advance as the same entries in one piece.
@@ -638,11 +638,15 @@ fn many_epochs(p: &Params) {
             segments.stake.clone(),
         );
         assert_eq!(
-            one.advance_in(epoch, &stake, &bond_edges, &due, 3, mem),
+            one.advance_in(epoch, &stake, &bond_edges, &due, 3, (mem, false)),
             whole,
             "epoch {epoch}: {} pieces against one",
             segments.parts.len()
         );
+        // Compacted: the same segments, in one piece.
+        let compacted = segments.advance_in(epoch, &stake, &bond_edges, &due, 7, (mem, true));
+        assert_eq!(compacted, whole, "epoch {epoch}: compacted");
+        assert!(compacted.parts.len() <= 1, "epoch {epoch}: one piece");
         pieces = pieces.max(whole.parts.len());
         segments = whole;
         let input = Input {
