@@ -194,7 +194,9 @@ pub async fn prepare(
         Some(a) => a.segments(n),
         None => math::Block::in_memory(n, 2),
     };
-    let segments = (prev.segments).advance_into(epoch, &stake, &bond_edges, &due, (alloc, compact));
+    let segments = prev
+        .segments
+        .advance_into(epoch, &stake, &bond_edges, &due, (alloc, compact));
     debug!(
         since_start_ms = t.elapsed().as_millis() as u64,
         "bond segments advanced"
