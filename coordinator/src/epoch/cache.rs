@@ -26,8 +26,11 @@
 //! Files are written to a temporary name and renamed, so a reader sees the
 //! whole file or none (a laid-out file is sealed, its header and checksum
 //! written, once its columns are filled and before it is renamed); the
-//! list is renamed into place last, and files that
-//! no list names any more are removed after it. They are not fsynced (a
+//! list is renamed into place last. Files that no list names any more
+//! are kept after it as spares, up to as many bytes as the entry names,
+//! and removed past that: an epoch that lays out as much again writes
+//! over a spare's pages, already in the page cache, instead of taking
+//! fresh ones ([`EpochCache::recycle`]). Files are not fsynced (a
 //! gigabyte's fsync was the 1 % epoch's critical path): a CRC-32 in each
 //! file's header and at the end of the list catches what a crash left with
 //! lost pages, and such an entry is a miss. Only the newest epoch's list is
@@ -341,8 +344,27 @@ fn pending_tag() -> String {
     format!("pending{}x{n}", std::process::id())
 }
 
+/// Whether `name` is a provisional file of another process that is still
+/// running: it may still be writing it, so it is neither removed nor made
+/// a spare that a third run would write over.
+fn laid_out_by_another_run(name: &str) -> bool {
+    let Some(rest) = name.split_once("-pending").map(|(_, r)| r) else {
+        return false;
+    };
+    let Some(pid) = rest
+        .split_once('x')
+        .and_then(|(p, _)| p.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// What a laid-out block's stem adds to the writer's own (`{epoch}-{tag}`).
 const NEW: &str = "-new";
+
+/// The prefix of a data file kept for reuse ([`EpochCache::recycle`]).
+const SPARE: &str = "spare-";
 
 /// Lays out an epoch's new rows and segment entries in this cache's data
 /// files ([`Block`]): the entry's writer then names them as runs instead of
@@ -392,13 +414,21 @@ impl LaidOut {
         std::fs::create_dir_all(&a.cache.dir)?;
         let size = file_size(len, table.floats())
             .ok_or_else(|| std::io::Error::other("too many entries"))?;
+        let path = a.cache.file(&a.stem, table.name());
+        let reused = a.cache.recycle(&path, size as u64);
+        // A spare keeps its pages: no truncation, every column is written
+        // over and the header is cleared until the file is sealed.
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
-            .truncate(true)
-            .open(a.cache.file(&a.stem, table.name()))?;
+            .truncate(false)
+            .open(&path)?;
         file.set_len(size as u64)?;
+        if reused {
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(&[0u8; ALIGN], 0)?;
+        }
         // SAFETY: the file was just made under this run's own provisional
         // name; nothing else writes or truncates it while it is mapped.
         let map = unsafe { memmap2::MmapOptions::new().map_mut(&file)? };
@@ -547,6 +577,10 @@ impl EpochCache {
                         seal(&cache.file(&m.stem, table.name()), m)?;
                     }
                 }
+                debug!(
+                    ms = t.elapsed().as_millis() as u64,
+                    "epoch cache files sealed"
+                );
                 carried.from.rows.extend(made.rows);
                 carried.from.segments.extend(made.segments);
                 cache.write_files(&format!("{epoch}-{tag}"), &carried)
@@ -590,8 +624,12 @@ impl EpochCache {
             // Nothing to copy (new entries were laid out in a file of
             // their own, or none changed): no file.
             if l.fresh_len > 0 {
+                let path = self.file(stem, part);
+                if let Some(size) = file_size(l.fresh_len, floats) {
+                    self.recycle(&path, size as u64);
+                }
                 write(
-                    &self.file(stem, part),
+                    &path,
                     l.fresh_len,
                     &(0..2)
                         .map(|c| l.fresh.iter().map(|p| p.u32s[c]).collect())
@@ -645,18 +683,73 @@ impl EpochCache {
         std::fs::write(&tmp, text)?;
         std::fs::rename(&tmp, &list)?;
         keep.insert(format!("{stem}.list"));
+        let mut named = 0u64;
+        let mut unnamed = vec![];
         for entry in std::fs::read_dir(&self.dir)?.flatten() {
             let name = entry.file_name();
-            let name = name.to_string_lossy();
-            // `.arrow`: the Arrow IPC files of builds before this format.
-            let ours = [".cols", ".arrow", ".list"]
-                .iter()
-                .any(|x| name.ends_with(x));
-            if ours && !keep.contains(name.as_ref()) {
+            let name = name.to_string_lossy().into_owned();
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            if keep.contains(&name) {
+                named += size;
+            } else if name.ends_with(".cols") && !laid_out_by_another_run(&name) {
+                unnamed.push((name, size));
+            } else if name.ends_with(".arrow") || name.ends_with(".list") {
+                // `.arrow`: the Arrow IPC files of builds before this format.
                 let _ = std::fs::remove_file(entry.path());
             }
         }
+        self.keep_spares(unnamed, named);
         Ok(())
+    }
+
+    /// Data files no list names any more become spares, the largest first,
+    /// up to as many bytes as the newest entry names; the rest are removed.
+    ///
+    /// A spare's pages are in the page cache already. An epoch that lays
+    /// out as many entries overwrites them ([`EpochCache::recycle`]) instead
+    /// of taking fresh pages for a new file, and dropping a gigabyte's pages
+    /// was a fifth of a second of the commit.
+    fn keep_spares(&self, mut unnamed: Vec<(String, u64)>, budget: u64) {
+        unnamed.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let mut kept = 0u64;
+        for (name, size) in unnamed {
+            let path = self.dir.join(&name);
+            if kept + size > budget {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            kept += size;
+            if !name.starts_with(SPARE) {
+                // Named by a hash of the old name: unique, and telling
+                // nothing of the epoch it no longer holds.
+                let hash = hex::encode(&Sha256::digest(name.as_bytes())[..8]);
+                let _ = std::fs::rename(&path, self.dir.join(format!("{SPARE}{hash}.cols")));
+            }
+        }
+    }
+
+    /// Renames into `path` the spare whose size is nearest `size` (from half
+    /// to twice it), if there is one: the file then reuses its pages.
+    /// Returns whether it did.
+    fn recycle(&self, path: &Path, size: u64) -> bool {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return false;
+        };
+        let mut spares: Vec<(u64, PathBuf)> = dir
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with(SPARE) && name.ends_with(".cols")
+            })
+            .filter_map(|e| Some((e.metadata().ok()?.len(), e.path())))
+            .filter(|(len, _)| *len >= size / 2 && *len <= size.saturating_mul(2))
+            .collect();
+        spares.sort_by_key(|(len, p)| (len.abs_diff(size), p.clone()));
+        // Another run may take the same spare first: then try the next.
+        spares
+            .into_iter()
+            .any(|(_, spare)| std::fs::rename(spare, path).is_ok())
     }
 
     /// What `epoch` handed on, if this cache holds it for `digest` and it is
@@ -882,7 +975,14 @@ fn write(
     }
     assert_eq!(u32s.len(), 2, "two UInt32 columns");
     let head = header(len, f64s.len(), crc.finalize());
-    let mut f = std::io::BufWriter::with_capacity(1 << 22, File::create(path)?);
+    // Not truncated: a spare recycled under this name keeps its pages, and
+    // the file is cut to its size once written.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    let mut f = std::io::BufWriter::with_capacity(1 << 22, file);
     f.write_all(&head)?;
     let zeros = [0u8; ALIGN];
     let mut column = |pieces: Vec<&[u8]>| -> std::io::Result<()> {
@@ -899,8 +999,10 @@ fn write(
     for col in f64s {
         column(col.iter().map(|p| bytes(p)).collect())?;
     }
-    f.into_inner().map_err(|e| e.into_error())?;
-    Ok(())
+    let file = f.into_inner().map_err(|e| e.into_error())?;
+    let size =
+        file_size(len, f64s.len()).ok_or_else(|| std::io::Error::other("too many entries"))?;
+    file.set_len(size as u64)
 }
 
 type Columns = (Vec<Column<u32>>, Vec<Column<f64>>);
@@ -990,8 +1092,95 @@ mod tests {
         let bytes = std::fs::read(&seg).unwrap();
         std::fs::write(&seg, &bytes[..bytes.len() / 2]).unwrap();
         assert!(c.load(5, "def", 3).is_none(), "a cut file is a miss");
-        // The list and its two files.
-        assert_eq!(std::fs::read_dir(c.dir()).unwrap().count(), 3);
+        // The list and its two files, and epoch 4's two as spares.
+        let (spares, named) = folder(&c);
+        assert_eq!(named.len(), 3, "{named:?}");
+        assert_eq!(spares.len(), 2, "{spares:?}");
+        assert!(!c.dir().join("3-old.rows.arrow").exists());
+    }
+
+    /// The cache folder's files: spares (name, bytes) and the others' names.
+    fn folder(c: &EpochCache) -> (Vec<(String, u64)>, Vec<String>) {
+        let (mut spares, mut named) = (vec![], vec![]);
+        for e in std::fs::read_dir(c.dir()).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(SPARE) {
+                spares.push((name, e.metadata().unwrap().len()));
+            } else {
+                named.push(name);
+            }
+        }
+        spares.sort();
+        named.sort();
+        (spares, named)
+    }
+
+    /// Files no list names any more are kept as spares, up to the bytes the
+    /// newest entry names; a block of about a spare's size is laid out over
+    /// it (no new file), and the entry reads back as written. A file another
+    /// live run is laying out is left alone.
+    #[test]
+    fn files_no_longer_named_are_laid_out_again() {
+        let root = tempfile::tempdir().unwrap();
+        let c = EpochCache::new(root.path(), "file:///net");
+        let four = epoch_four(&c);
+        let four_rows = std::fs::metadata(c.file("4-abc", "rows")).unwrap().len();
+        // Another process's provisional file (pid 1 is always running).
+        let busy = c.file("5-pending1x0-new", "rows");
+        std::fs::write(&busy, b"being written").unwrap();
+        // Epoch 5 lays out every row anew: epoch 4's rows file is a spare.
+        let lay = |e: u64, base: f64| {
+            let arena = c.arena(e);
+            let mut block = arena.rows(30);
+            let ([src, dst], mut w) = block.columns();
+            let want = rows_of(0..10, base);
+            src.copy_from_slice(&want.src);
+            dst.copy_from_slice(&want.dst);
+            w[0].copy_from_slice(&want.weight);
+            let ([src, dst], w) = block.freeze();
+            let laid = Edges {
+                src,
+                dst,
+                weight: w[0].clone(),
+            };
+            (arena, laid, want)
+        };
+        let (arena, laid, want) = lay(5, 9.0);
+        assert_eq!(laid, want);
+        let next = Carried {
+            rows: laid.into(),
+            segments: four.segments.clone(),
+            from: four.from.clone(),
+        };
+        c.start(5, next, &arena).finish("def");
+        let (spares, named) = folder(&c);
+        assert_eq!(spares.len(), 1, "{spares:?} {named:?}");
+        assert_eq!(spares[0].1, four_rows, "epoch 4's rows file");
+        assert!(busy.exists(), "another run's file is left alone");
+        let five = c.load(5, "def", 10).expect("hit");
+        assert_eq!(five.rows.entries().into_owned(), want);
+        // Epoch 6 lays out as many rows again: over the spare.
+        let (arena, laid, want) = lay(6, 77.0);
+        assert_eq!(folder(&c).0.len(), 0, "the spare was taken");
+        assert_eq!(laid, want);
+        let next = Carried {
+            rows: laid.into(),
+            segments: five.segments.clone(),
+            from: five.from.clone(),
+        };
+        c.start(6, next, &arena).finish("ghi");
+        let six = c.load(6, "ghi", 10).expect("hit");
+        assert_eq!(six.rows.entries().into_owned(), want);
+        // Spares never hold more bytes than the entry names.
+        let (spares, named) = folder(&c);
+        let held: u64 = named
+            .iter()
+            .filter(|n| n.ends_with(".cols") && !n.contains("pending1x"))
+            .map(|n| std::fs::metadata(c.dir().join(n)).unwrap().len())
+            .sum();
+        assert!(spares.iter().map(|s| s.1).sum::<u64>() <= held);
+        assert_eq!(spares.len(), 1, "epoch 5's rows file: {spares:?}");
     }
 
     /// Files are not fsynced: a page lost in a crash leaves a whole-looking
@@ -1102,7 +1291,9 @@ mod tests {
         assert!(names().iter().any(|n| n.contains("pending")));
         hand_on(&c, (6, "ghi"), five.rows.clone(), &five);
         assert!(
-            names().iter().all(|n| !n.contains("pending")),
+            names()
+                .iter()
+                .all(|n| n.starts_with(SPARE) || !n.contains("pending")),
             "{:?}",
             names()
         );

@@ -411,6 +411,10 @@ pub async fn run_on(ledger: &Ledger, opts: &RunOptions) -> Result<Outcome> {
     // The cache entry is named by the digest only once the epoch is
     // committed: an entry for an epoch that never commits is never taken.
     if let Some(entry) = p.cache_entry.take() {
+        debug!(
+            since_commit_ms = t.elapsed().as_millis() as u64,
+            "epoch published; finishing its cache entry"
+        );
         let digest = p.digest.clone();
         tokio::task::spawn_blocking(move || entry.finish(&digest))
             .await

@@ -298,7 +298,11 @@ fn epoch_cache_folder_and_off() {
     assert!(files
         .iter()
         .any(|f| f.starts_with("1-") && f.ends_with(".cols")));
-    for f in files.iter().filter(|f| f.ends_with(".cols")) {
+    // Files no list names any more are kept as spares for the next epoch.
+    for f in files
+        .iter()
+        .filter(|f| f.ends_with(".cols") && !f.starts_with("spare-"))
+    {
         let (stem, part) = f.trim_end_matches(".cols").rsplit_once('.').unwrap();
         assert!(
             list.contains(&format!("{part} {stem} ")),

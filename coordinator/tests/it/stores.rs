@@ -79,10 +79,19 @@ async fn flow(store: Store, cache: Option<std::path::PathBuf>) {
             names.contains(&list),
             "only the last epoch is kept: {names:?}"
         );
+        // Files no list names are spares, fewer bytes than the named ones.
+        let size = |n: &String| std::fs::metadata(kept.dir().join(n)).unwrap().len();
+        let (mut spare, mut named) = (0, 0);
         for n in names.iter().filter(|n| n.ends_with(".cols")) {
+            if n.starts_with("spare-") {
+                spare += size(n);
+                continue;
+            }
+            named += size(n);
             let (stem, part) = n.trim_end_matches(".cols").rsplit_once('.').unwrap();
             assert!(text.contains(&format!("{part} {stem} ")), "{n} unnamed");
         }
+        assert!(spare <= named, "{spare} bytes of spares, {named} named");
     }
     for e in 0..3 {
         let v = verify::verify(&store, e, 3).await.unwrap();
