@@ -57,8 +57,8 @@ enum Cmd {
         #[arg(long, default_value_t = 1.0)]
         share: f64,
     },
-    /// Time epoch 1 (everyone resubmits), then epochs 2, 3, … (1 % resubmit,
-    /// other peers each epoch) on a fresh network.
+    /// Time epochs 1, … (everyone resubmits), then the epochs after them
+    /// (1 % resubmit, other peers each epoch) on a fresh network.
     Steady {
         /// Peers.
         #[arg(long)]
@@ -82,6 +82,11 @@ enum Cmd {
         /// another (the epoch cache's entries grow over them).
         #[arg(long, default_value_t = 3)]
         later: u64,
+        /// How many epochs with every peer resubmitting to time first. From
+        /// the second on, the epoch cache lays the new entries out over the
+        /// files the epoch before last left (its spares).
+        #[arg(long, default_value_t = 2)]
+        every: u64,
     },
     /// Time SPEC 5.2 alone, in process, on epoch 1 of the generated shape
     /// (every row new, epoch 0's bonds carried): the plans, plan by plan,
@@ -373,6 +378,7 @@ fn steady(
     scipy: &Path,
     few: f64,
     later: u64,
+    every: u64,
 ) -> anyhow::Result<()> {
     let tmp;
     let base = match dir {
@@ -400,11 +406,13 @@ fn steady(
     println!("generated epoch 0 in {:.1} s", t.elapsed().as_secs_f64());
     let r0 = epoch_run(&root)?;
     report("epoch 0 (genesis, every row new)", &r0);
-    let cases = std::iter::once((1u64, 1.0, "epoch 1, every peer resubmits"))
-        .chain((2..2 + later.max(1)).map(|e| (e, few, "")));
+    let every = every.max(1);
+    let cases = (1..=every)
+        .map(|e| (e, 1.0))
+        .chain((every + 1..every + 1 + later.max(1)).map(|e| (e, few)));
     let mut arith = vec![];
     let mut written = vec![];
-    for (epoch, share, label) in cases {
+    for (epoch, share) in cases {
         let t = Instant::now();
         let rows = generate(&root, n, k, epoch, share)?;
         println!(
@@ -412,21 +420,21 @@ fn steady(
             t.elapsed().as_secs_f64()
         );
         let r = epoch_run(&root)?;
-        let label = if label.is_empty() {
-            format!("epoch {epoch}, {:.0} % resubmit", share * 100.0)
+        let label = if share >= 1.0 {
+            format!("epoch {epoch}, every peer resubmits")
         } else {
-            label.to_string()
+            format!("epoch {epoch}, {:.0} % resubmit", share * 100.0)
         };
         report(&label, &r);
-        arith.push(phase_ms(&r.timings, "arithmetic"));
+        arith.push((epoch, share, phase_ms(&r.timings, "arithmetic")));
         written.push(r.ledger_bytes);
     }
     println!(
         "ledger bytes per epoch: every peer resubmits {:.1} MB, {:.0} % resubmit {:.1} MB ({:.2} % of the first)",
         written[0] as f64 / 1e6,
         few * 100.0,
-        written[1] as f64 / 1e6,
-        100.0 * written[1] as f64 / written[0].max(1) as f64
+        written[every as usize] as f64 / 1e6,
+        100.0 * written[every as usize] as f64 / written[0].max(1) as f64
     );
     let py = Command::new(python)
         .arg(scipy)
@@ -443,11 +451,14 @@ fn steady(
                 .and_then(|s| s.split(' ').next())
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(f64::NAN);
-            for (e, a) in arith.iter().enumerate() {
-                let case = if e == 0 { "every peer" } else { "few peers" };
+            for (e, share, a) in &arith {
+                let case = if *share >= 1.0 {
+                    "every peer"
+                } else {
+                    "few peers"
+                };
                 println!(
-                    "arithmetic (epoch {}, {case} resubmit): faceblock {a:.0} ms vs SciPy {sp:.0} ms = {:.2}x SciPy's speed",
-                    e + 1,
+                    "arithmetic (epoch {e}, {case} resubmit): faceblock {a:.0} ms vs SciPy {sp:.0} ms = {:.2}x SciPy's speed",
                     sp / a
                 );
             }
@@ -502,7 +513,8 @@ fn main() -> ExitCode {
             scipy,
             few,
             later,
-        } => steady(peers, weights, dir, &python, &scipy, few, later),
+            every,
+        } => steady(peers, weights, dir, &python, &scipy, few, later, every),
         Cmd::Arith {
             peers,
             weights,
