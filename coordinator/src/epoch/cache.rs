@@ -1132,18 +1132,8 @@ mod tests {
         // Epoch 5 lays out every row anew: epoch 4's rows file is a spare.
         let lay = |e: u64, base: f64| {
             let arena = c.arena(e);
-            let mut block = arena.rows(30);
-            let ([src, dst], mut w) = block.columns();
             let want = rows_of(0..10, base);
-            src.copy_from_slice(&want.src);
-            dst.copy_from_slice(&want.dst);
-            w[0].copy_from_slice(&want.weight);
-            let ([src, dst], w) = block.freeze();
-            let laid = Edges {
-                src,
-                dst,
-                weight: w[0].clone(),
-            };
+            let laid = lay_rows(&arena, &want);
             (arena, laid, want)
         };
         let (arena, laid, want) = lay(5, 9.0);
@@ -1230,6 +1220,21 @@ mod tests {
         read(&c.file(stem, part), table.floats()).unwrap().0[0].len()
     }
 
+    /// `rows` laid out in a block of `arena`, as `rows::in_force` does.
+    fn lay_rows(arena: &Arena, rows: &Edges) -> Edges {
+        let mut block = arena.rows(rows.len());
+        let ([src, dst], mut w) = block.columns();
+        src.copy_from_slice(&rows.src);
+        dst.copy_from_slice(&rows.dst);
+        w[0].copy_from_slice(&rows.weight);
+        let ([src, dst], w) = block.freeze();
+        Edges {
+            src,
+            dst,
+            weight: w[0].clone(),
+        }
+    }
+
     /// Epoch 4's entry, ten peers' rows of three entries, written whole
     /// and read back.
     fn epoch_four(c: &EpochCache) -> Carried {
@@ -1251,18 +1256,8 @@ mod tests {
         let c = EpochCache::new(root.path(), "file:///net");
         let four = epoch_four(&c);
         let arena = c.arena(5);
-        let mut block = arena.rows(3);
-        let ([src, dst], mut w) = block.columns();
         let want = rows_of(3..4, 100.0);
-        src.copy_from_slice(&want.src);
-        dst.copy_from_slice(&want.dst);
-        w[0].copy_from_slice(&want.weight);
-        let ([src, dst], w) = block.freeze();
-        let laid = Edges {
-            src,
-            dst,
-            weight: w[0].clone(),
-        };
+        let laid = lay_rows(&arena, &want);
         assert_eq!(laid, want);
         let one = &four.rows.parts[0];
         let next = Rows {
