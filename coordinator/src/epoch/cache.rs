@@ -429,8 +429,9 @@ impl LaidOut {
             use std::os::unix::fs::FileExt;
             file.write_all_at(&[0u8; ALIGN], 0)?;
         }
-        // SAFETY: the file was just made under this run's own provisional
-        // name; nothing else writes or truncates it while it is mapped.
+        // SAFETY: the file was just made, or a spare renamed, under this
+        // run's own provisional name; nothing else writes or truncates it
+        // while it is mapped.
         let map = unsafe { memmap2::MmapOptions::new().map_mut(&file)? };
         Ok(LaidOut {
             map,
