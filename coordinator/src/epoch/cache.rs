@@ -1139,12 +1139,7 @@ mod tests {
         };
         let (arena, laid, want) = lay(5, 9.0);
         assert_eq!(laid, want);
-        let next = Carried {
-            rows: laid.into(),
-            segments: four.segments.clone(),
-            from: four.from.clone(),
-        };
-        c.start(5, next, &arena).finish("def");
+        hand_on_in(&c, &arena, (5, "def"), laid.into(), &four);
         let (spares, named) = folder(&c);
         assert_eq!(spares.len(), 1, "{spares:?} {named:?}");
         assert_eq!(spares[0].1, four_rows, "epoch 4's rows file");
@@ -1155,12 +1150,7 @@ mod tests {
         let (arena, laid, want) = lay(6, 77.0);
         assert_eq!(folder(&c).0.len(), 0, "the spare was taken");
         assert_eq!(laid, want);
-        let next = Carried {
-            rows: laid.into(),
-            segments: five.segments.clone(),
-            from: five.from.clone(),
-        };
-        c.start(6, next, &arena).finish("ghi");
+        hand_on_in(&c, &arena, (6, "ghi"), laid.into(), &five);
         let six = c.load(6, "ghi", 10).expect("hit");
         assert_eq!(six.rows.entries().into_owned(), want);
         // Spares never hold more bytes than the entry names.
@@ -1204,13 +1194,24 @@ mod tests {
 
     /// Writes epoch `e`'s entry from `rows` and the segments of `prev`,
     /// an entry that was read back, as an epoch run does.
-    fn hand_on(c: &EpochCache, (e, digest): (u64, &str), rows: Rows, prev: &Carried) {
+    fn hand_on(c: &EpochCache, at: (u64, &str), rows: Rows, prev: &Carried) {
+        hand_on_in(c, &c.arena(at.0), at, rows, prev);
+    }
+
+    /// [`hand_on`], with rows that `arena` laid out.
+    fn hand_on_in(
+        c: &EpochCache,
+        arena: &Arena,
+        (e, digest): (u64, &str),
+        rows: Rows,
+        prev: &Carried,
+    ) {
         let next = Carried {
             rows,
             segments: prev.segments.clone(),
             from: prev.from.clone(),
         };
-        c.start(e, next, &c.arena(e)).finish(digest);
+        c.start(e, next, arena).finish(digest);
     }
 
     fn entries_in(c: &EpochCache, stem: &str, part: &str) -> usize {
@@ -1264,12 +1265,7 @@ mod tests {
         let next = Rows {
             parts: vec![one.slice(0, 9), laid, one.slice(12, 30)],
         };
-        let carried = Carried {
-            rows: next.clone(),
-            segments: four.segments.clone(),
-            from: four.from.clone(),
-        };
-        c.start(5, carried, &arena).finish("def");
+        hand_on_in(&c, &arena, (5, "def"), next.clone(), &four);
         assert!(!c.file("5-def", "rows").exists(), "nothing copied");
         assert_eq!(entries_in(&c, "5-def-new", "rows"), 3);
         let five = c.load(5, "def", 10).expect("hit");
