@@ -122,10 +122,10 @@ pub async fn fetch_all(
 }
 
 /// Fetches `objects` and maps each through `f`, dropping its bytes at once.
-/// From a local directory that is one parallel pass (read, then `f`), so the
-/// files are never all in memory together and reading overlaps decoding;
-/// from an object store, concurrent GETs, then `f` in parallel. A file that
-/// vanished since listing is treated as absent.
+/// From a local directory, [`LOCAL_READERS`] threads each read a file and
+/// map it, so the files are never all in memory together and reading
+/// overlaps decoding; from an object store, concurrent GETs, then `f` in
+/// parallel. A file that vanished since listing is treated as absent.
 pub async fn fetch_map<T: Send>(
     store: &Store,
     objects: Vec<String>,
@@ -134,7 +134,56 @@ pub async fn fetch_map<T: Send>(
     f: impl Fn(Fetched) -> T + Sync + Send,
 ) -> Result<Vec<T>> {
     if store.local_path("").is_some() {
-        let done: Vec<Result<Option<T>>> = objects
+        return read_local(store, objects, progress, &f);
+    }
+    let fetched: Vec<Option<Fetched>> = futures::stream::iter(objects)
+        .map(|object| async move {
+            let r = store.get_opt(&object).await;
+            progress.inc(1);
+            r.map(|b| b.map(|bytes| Fetched { object, bytes }))
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    Ok(fetched
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(f)
+        .collect())
+}
+
+/// Threads that read local files and map them. A file not in the page
+/// cache keeps its thread waiting on the disk (60–110 µs each here), so
+/// reading on the cores alone, two files at a time, left the disk idle:
+/// reading and decoding 100,000 cold weight files took 6.3–8.9 s on two
+/// threads and 2.5–3.5 s on 16 (3.2 s on 8). Warm, 16 threads take the
+/// same 0.9–1.0 s as two; handing files from reader threads to the cores
+/// through a queue cost 15 % more. At most this many files are in memory
+/// at once.
+const LOCAL_READERS: usize = 16;
+
+fn readers() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(LOCAL_READERS)
+            .thread_name(|i| format!("faceblock-read-{i}"))
+            .build()
+            .expect("reader threads start")
+    })
+}
+
+/// The local path of [`fetch_map`]: each reader reads a file and maps it.
+fn read_local<T: Send>(
+    store: &Store,
+    objects: Vec<String>,
+    progress: &indicatif::ProgressBar,
+    f: &(impl Fn(Fetched) -> T + Sync + Send),
+) -> Result<Vec<T>> {
+    let done: Vec<Result<Option<T>>> = readers().install(|| {
+        objects
             .into_par_iter()
             .map(|object| {
                 let path = store.local_path(&object).expect("local store");
@@ -153,29 +202,13 @@ pub async fn fetch_map<T: Send>(
                 progress.inc(1);
                 r
             })
-            .collect();
-        let mut out = Vec::with_capacity(done.len());
-        for r in done {
-            out.extend(r?);
-        }
-        return Ok(out);
+            .collect()
+    });
+    let mut out = Vec::with_capacity(done.len());
+    for r in done {
+        out.extend(r?);
     }
-    let fetched: Vec<Option<Fetched>> = futures::stream::iter(objects)
-        .map(|object| async move {
-            let r = store.get_opt(&object).await;
-            progress.inc(1);
-            r.map(|b| b.map(|bytes| Fetched { object, bytes }))
-        })
-        .buffer_unordered(concurrency.max(1))
-        .try_collect()
-        .await?;
-    Ok(fetched
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .into_par_iter()
-        .map(f)
-        .collect())
+    Ok(out)
 }
 
 /// Signatures per batch check. Past about 190 points the batch's
@@ -248,6 +281,43 @@ mod tests {
     use ed25519_dalek::{Signer, SigningKey};
 
     use super::*;
+
+    /// Reading a local store on the reader threads returns every file that
+    /// exists, once, in the order asked; a file that vanished since listing
+    /// is left out, and other read errors fail.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn local_files_are_read_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let n = 1337;
+        let mut objects = Vec::new();
+        for i in 0..n {
+            let object = format!("in/f{i:05}");
+            if i % 300 != 7 {
+                let path = store.local_path(&object).unwrap();
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, vec![b'x'; i % 13]).unwrap();
+            }
+            objects.push(object);
+        }
+        let pb = indicatif::ProgressBar::hidden();
+        let got = fetch_map(&store, objects.clone(), 8, &pb, |f| {
+            (f.object, f.bytes.len())
+        })
+        .await
+        .unwrap();
+        let want: Vec<(String, usize)> = (0..n)
+            .filter(|i| i % 300 != 7)
+            .map(|i| (format!("in/f{i:05}"), i % 13))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(pb.position(), n as u64);
+        // A folder where a file should be is an error, not an absence.
+        let path = store.local_path("in/f00007").unwrap();
+        std::fs::create_dir(path).unwrap();
+        let err = fetch_map(&store, objects, 8, &pb, |f| f.object).await;
+        assert!(err.is_err());
+    }
 
     /// Every signature gets its own verdict, whichever batch it falls in:
     /// bad ones at batch borders, several in one batch, none in others.
