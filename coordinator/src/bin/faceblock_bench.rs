@@ -72,8 +72,9 @@ enum Cmd {
         /// Python with numpy, scipy and pyarrow for the SciPy baseline.
         #[arg(long, env = "FACEBLOCK_BENCH_PYTHON", default_value = "python3")]
         python: String,
-        /// The SciPy steady-state script.
-        #[arg(long, default_value = "pipelines/bench/steady_scipy.py")]
+        /// The SciPy steady-state script (default: the one in the checkout
+        /// this binary was built from, whatever the working directory).
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../pipelines/bench/steady_scipy.py"))]
         scipy: PathBuf,
         /// Share of peers that resubmit in each epoch after the first timed one.
         #[arg(long, default_value_t = 0.01)]
