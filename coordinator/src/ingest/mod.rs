@@ -164,15 +164,21 @@ pub async fn fetch_map<T: Send>(
 /// at once.
 const LOCAL_READERS: usize = 16;
 
-fn readers() -> &'static rayon::ThreadPool {
-    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+/// The readers' pool, started once; `None` where its threads cannot start
+/// (a thread limit), and the cores read as they did before.
+fn readers() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
     POOL.get_or_init(|| {
         rayon::ThreadPoolBuilder::new()
             .num_threads(LOCAL_READERS)
             .thread_name(|i| format!("faceblock-read-{i}"))
             .build()
-            .expect("reader threads start")
+            .map_err(|e| {
+                tracing::warn!(error = %e, "reader threads did not start; the cores read");
+            })
+            .ok()
     })
+    .as_ref()
 }
 
 /// The local path of [`fetch_map`]: each reader reads a file and maps it.
@@ -182,7 +188,7 @@ fn read_local<T: Send>(
     progress: &indicatif::ProgressBar,
     f: &(impl Fn(Fetched) -> T + Sync + Send),
 ) -> Result<Vec<T>> {
-    let done: Vec<Result<Option<T>>> = readers().install(|| {
+    let read_all = || -> Vec<Result<Option<T>>> {
         objects
             .into_par_iter()
             .map(|object| {
@@ -203,7 +209,11 @@ fn read_local<T: Send>(
                 r
             })
             .collect()
-    });
+    };
+    let done = match readers() {
+        Some(pool) => pool.install(read_all),
+        None => read_all(),
+    };
     let mut out = Vec::with_capacity(done.len());
     for r in done {
         out.extend(r?);
