@@ -155,13 +155,11 @@ pub async fn fetch_map<T: Send>(
 }
 
 /// Threads that read local files and map them. A file not in the page
-/// cache keeps its thread waiting on the disk (60–110 µs each here), so
-/// reading on the cores alone, two files at a time, left the disk idle:
-/// reading and decoding 100,000 cold weight files took 6.3–8.9 s on two
-/// threads and 2.5–3.5 s on 16 (3.2 s on 8). Warm, 16 threads take the
-/// same 0.9–1.0 s as two; handing files from reader threads to the cores
-/// through a queue cost 15 % more. At most this many files are in memory
-/// at once.
+/// cache keeps its thread waiting on the disk, so reading on the cores
+/// alone, two files at a time, left the disk idle: 100,000 cold weight
+/// files took 6.3–8.9 s to read and decode on two threads, 2.5–3.5 s on
+/// 16, and as fast as two when warm (BENCHMARKS.md, eleventh session). At most
+/// this many files are in memory at once.
 const LOCAL_READERS: usize = 16;
 
 /// The readers' pool, started once; `None` where its threads cannot start
