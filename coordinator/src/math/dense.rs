@@ -41,8 +41,11 @@ pub trait Fold: Debug + Send + Sync + 'static {
     fn data_type() -> DataType;
     /// A slot no row reached.
     fn identity() -> Self::Native;
-    /// Folds `v` into `slot`.
-    fn step(slot: &mut Self::Native, v: Self::Native) -> DfResult<()>;
+    /// Folds `v` into `slot`; true when that overflowed (the caller fails
+    /// with [`Fold::overflow`] after its loop, which stays branch-free).
+    fn step(slot: &mut Self::Native, v: Self::Native) -> bool;
+    /// The error an overflowing step gives.
+    fn overflow() -> DataFusionError;
     /// The values of an array of [`Fold::data_type`], and its nulls.
     fn values(a: &dyn Array) -> (&[Self::Native], Option<&NullBuffer>);
     /// Slots as an array of [`Fold::data_type`].
@@ -62,15 +65,16 @@ impl Fold for Sum {
     fn identity() -> i128 {
         0
     }
-    #[inline]
-    fn step(slot: &mut i128, v: i128) -> DfResult<()> {
-        *slot = slot.checked_add(v).ok_or_else(|| {
-            DataFusionError::Execution(
-                "fb_fx_sum_by overflowed i128: a fixed-point scale is too fine for these values"
-                    .into(),
-            )
-        })?;
-        Ok(())
+    #[inline(always)]
+    fn step(slot: &mut i128, v: i128) -> bool {
+        let (sum, over) = slot.overflowing_add(v);
+        *slot = sum;
+        over
+    }
+    fn overflow() -> DataFusionError {
+        DataFusionError::Execution(
+            "fb_fx_sum_by overflowed i128: a fixed-point scale is too fine for these values".into(),
+        )
     }
     fn values(a: &dyn Array) -> (&[i128], Option<&NullBuffer>) {
         let a = a.as_primitive::<Decimal128Type>();
@@ -96,12 +100,15 @@ impl Fold for Max {
     fn identity() -> f64 {
         f64::NEG_INFINITY
     }
-    #[inline]
-    fn step(slot: &mut f64, v: f64) -> DfResult<()> {
+    #[inline(always)]
+    fn step(slot: &mut f64, v: f64) -> bool {
         if v > *slot {
             *slot = v;
         }
-        Ok(())
+        false
+    }
+    fn overflow() -> DataFusionError {
+        DataFusionError::Internal("fb_max_by cannot overflow".into())
     }
     fn values(a: &dyn Array) -> (&[f64], Option<&NullBuffer>) {
         let a = a.as_primitive::<Float64Type>();
@@ -205,16 +212,20 @@ impl<F: Fold> Accumulator for Slots<F> {
             self.grow(top as usize + 1);
         }
         let slots = &mut self.slots;
+        let mut over = false;
         if peer.null_count() == 0 && nulls.is_none() {
             for (p, v) in peer.values().iter().zip(vals) {
-                F::step(&mut slots[*p as usize], *v)?;
+                over |= F::step(&mut slots[*p as usize], *v);
             }
-            return Ok(());
+        } else {
+            for (i, v) in vals.iter().enumerate() {
+                if peer.is_valid(i) && nulls.is_none_or(|n| n.is_valid(i)) {
+                    over |= F::step(&mut slots[peer.value(i) as usize], *v);
+                }
+            }
         }
-        for (i, v) in vals.iter().enumerate() {
-            if peer.is_valid(i) && nulls.is_none_or(|n| n.is_valid(i)) {
-                F::step(&mut slots[peer.value(i) as usize], *v)?;
-            }
+        if over {
+            return Err(F::overflow());
         }
         Ok(())
     }
@@ -228,10 +239,14 @@ impl<F: Fold> Accumulator for Slots<F> {
             let part = lists.value(i);
             self.grow(part.len());
             let (vals, nulls) = F::values(part.as_ref());
+            let mut over = false;
             for (k, v) in vals.iter().enumerate() {
                 if nulls.is_none_or(|n| n.is_valid(k)) {
-                    F::step(&mut self.slots[k], *v)?;
+                    over |= F::step(&mut self.slots[k], *v);
                 }
+            }
+            if over {
+                return Err(F::overflow());
             }
         }
         Ok(())

@@ -27,7 +27,7 @@ pub const TERM_BITS: i32 = 62;
 /// infinite `w` counts as 0; a result past `u128` saturates). The product of
 /// a u64 and a 53-bit mantissa is exact in u128, so no term loses more than
 /// the truncation of its last fractional bit at the chosen scale.
-#[inline]
+#[inline(always)]
 pub fn mul_fx(s: u64, w: f64, shift: i32) -> u128 {
     if w.is_nan() || w <= 0.0 || w.is_infinite() || s == 0 {
         return 0;
@@ -56,8 +56,21 @@ pub fn mul_fx(s: u64, w: f64, shift: i32) -> u128 {
 }
 
 /// ⌊x · 2^shift⌋ exactly (x ≤ 0 or not finite: 0).
-#[inline]
+///
+/// Where 2^shift is a normal double and the result fits a u64 (every term
+/// of a per-sum scale, every dividend term), x · 2^shift is exact in f64 (a
+/// product by a power of two rounds only below 2^-1022, where the floor is
+/// 0 either way) and the truncating conversion is the floor: the same
+/// integer as [`mul_fx`]'s, without its 128-bit shifts.
+#[inline(always)]
 pub fn scale_fx(x: f64, shift: i32) -> u128 {
+    if (-1022..=1023).contains(&shift) {
+        let v = x * pow2(shift);
+        // False for NaN and for +∞, which take the exact path below.
+        if v < 18_446_744_073_709_551_616.0 {
+            return if v > 0.0 { v as u64 as u128 } else { 0 };
+        }
+    }
     mul_fx(1, x, shift)
 }
 
@@ -271,6 +284,51 @@ mod tests {
         assert_eq!(mul_fx(5, -1.0, 3), 0);
         assert_eq!(mul_fx(5, f64::NAN, 3), 0);
         assert_eq!(scale_fx(f64::MIN_POSITIVE / 4.0, 1100), 1u128 << 76);
+    }
+
+    /// `scale_fx`'s floating-point path gives `mul_fx`'s integer for every
+    /// double and scale: across the whole exponent range, at the edges of
+    /// the shortcut (2^64, the smallest normal scale) and for values that
+    /// are not positive numbers.
+    #[test]
+    fn scale_fx_is_mul_fx() {
+        let edge = [
+            0.0,
+            -0.0,
+            -1.5,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MIN_POSITIVE,
+            f64::MIN_POSITIVE / 4.0,
+            f64::from_bits(1),
+            f64::MAX,
+            1.0,
+            1.0 - f64::EPSILON / 2.0,
+            2f64.powi(63),
+            2f64.powi(64),
+            2f64.powi(64) * (1.0 - f64::EPSILON / 2.0),
+        ];
+        let shifts = [
+            -1100, -1075, -1074, -1023, -1022, -1021, -64, -1, 0, 1, 11, 62, 63, 64, 1000, 1022,
+            1023, 1024, 1100,
+        ];
+        for &x in &edge {
+            for &sh in &shifts {
+                assert_eq!(scale_fx(x, sh), mul_fx(1, x, sh), "x = {x:e}, shift = {sh}");
+            }
+        }
+        proptest::proptest!(|(bits in proptest::prelude::any::<u64>(), sh in -1200i32..1200)| {
+            let x = f64::from_bits(bits);
+            proptest::prop_assert_eq!(scale_fx(x, sh), mul_fx(1, x, sh));
+            // The same value rescaled to the edge of u64, where the shortcut ends.
+            if x.is_finite() && x > 0.0 {
+                let near = 63 - exponent(x);
+                for s in [near - 1, near, near + 1] {
+                    proptest::prop_assert_eq!(scale_fx(x, s), mul_fx(1, x, s));
+                }
+            }
+        });
     }
 
     #[test]
